@@ -1,0 +1,82 @@
+"""notebooks/correlation.ipynb runs end to end on two synthetic instance tables and saves its PNGs.
+
+The kernel: nbclient starts a kernelspec written into tmp_path (found through JUPYTER_PATH) whose argv is
+this test's own interpreter, so the notebook runs in the same venv as pytest whatever kernels are registered
+on the machine, and nothing is written outside tmp_path (no `ipykernel install`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "correlation.ipynb"
+KERNEL = "rspose-test-python"
+PLOTS = ("score_vs_oks", "calibration", "keypoint_correlations", "ap_nms", "side_by_side")
+
+
+def synthetic_table(sign: int, seed: int, n: int = 120, k: int = 17) -> dict:
+    rng = np.random.default_rng(seed)
+    score = rng.uniform(0.05, 0.95, n)
+    oks = np.clip(0.5 + sign * (score - 0.5) + rng.normal(0, 0.1, n), 0, 1)
+    kscore = rng.uniform(0, 1, (n, k))
+    koks = np.clip(kscore + rng.normal(0, 0.3, (n, k)), 0, 1)
+    instances = [
+        {"instance_id": i, "image_id": i // 3, "score": float(score[i]), "bbox_score": 1.0, "oks": float(oks[i]),
+         "kept": bool(i % 6), "keypoint_scores": kscore[i].tolist(), "keypoint_oks": koks[i].tolist()}
+        for i in range(n)
+    ]
+    metrics = {"AP": 0.6 + 0.05 * sign, "spearman": 0.0, "spearman_before_nms": 0.0}
+    if sign > 0:
+        metrics["AP_before_nms"] = 0.6
+    return {"meta": {"keypoint_names": None, "sigmas": [0.05] * k, "metrics": metrics}, "instances": instances}
+
+
+def test_notebook_is_stripped():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    assert "RSPOSE_INSTANCE_TABLES" in code[0].source
+
+
+def test_notebook_runs_on_two_tables(tmp_path, monkeypatch):
+    tables = []
+    for name, sign, seed in (("baseline", -1, 0), ("rspose", 1, 1)):
+        path = tmp_path / "runs" / f"{name}.instances.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(synthetic_table(sign, seed)))
+        tables.append(str(path))
+    spec_dir = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "rspose test", "language": "python",
+    }))
+    plot_dir = tmp_path / "plots"
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("RSPOSE_INSTANCE_TABLES", ":".join(tables))
+    monkeypatch.setenv("RSPOSE_PLOT_DIR", str(plot_dir))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name=KERNEL,
+                                     resources={"metadata": {"path": str(ROOT / "notebooks")}})
+    client.execute()
+
+    for name in PLOTS:
+        png = plot_dir / f"comparison.{name}.png"
+        assert png.is_file() and png.stat().st_size > 1000, png
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(PLOTS)
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "spearman_keypoint" in text and "baseline" in text and "rspose" in text
