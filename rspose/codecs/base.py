@@ -14,7 +14,7 @@ Shapes: K keypoints, B batch, input crop W x H (``input_size = (W, H)``), heatma
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from torch import Tensor
 
 #: A head output: one (B, K, h, w) heatmap tensor, or the (x, y) pair of SimCC vectors
 #: ((B, K, Lx), (B, K, Ly)).
-HeadOutput = Union[Tensor, tuple[Tensor, Tensor]]
+HeadOutput = Tensor | tuple[Tensor, Tensor]
 
 
 class Codec(ABC):

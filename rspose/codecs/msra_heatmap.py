@@ -1,0 +1,161 @@
+"""MSRA heatmaps (SimpleBaseline, Xiao et al. 2018): Gaussian at the rounded heatmap pixel, argmax decoding.
+
+Conventions (mmpose 1.x ``MSRAHeatmap``):
+
+* stride s = input_size / heatmap_size per axis; a keypoint at input pixel x sits at heatmap x / s.
+* encode: centre ``int(x / s + 0.5)`` (truncation toward zero, as mmpose), a Gaussian of peak 1 on the square
+  patch |p - centre| <= 3 sigma (per axis), zero elsewhere; with ``unbiased=True`` (DARK encoding) the Gaussian
+  is centred at the sub-pixel x / s instead, on the same patch (mmpose leaves it untruncated; METHOD.md needs
+  it truncated). target_weight is 0 for an unlabelled keypoint or when the patch has no pixel on the map.
+* decode: argmax, then the quarter-pixel shift toward the larger neighbour (or DARK when ``unbiased``), times s.
+* flip_back: mirror x, permute keypoints by flip_indices, then shift one pixel right
+  (``heatmap[..., 1:] = heatmap[..., :-1]``): the flipped crop's Gaussian lands about 1 - 1/s px left.
+
+Shapes: K keypoints, B instances, heatmaps (K, h, w) per sample and (B, K, h, w) batched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rspose.codecs.base import Codec, HeadOutput, to_tensor
+from rspose.codecs.dark import check_heatmaps, heatmap_argmax, refine_dark, refine_quarter
+
+
+def check_keypoints(keypoints: np.ndarray, keypoints_visible: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one instance: keypoints (K, 2), keypoints_visible (K,). Returns (float32 keypoints, labelled mask).
+
+    A keypoint with a non-finite coordinate counts as unlabelled (its coordinates are replaced by 0).
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    visible = np.asarray(keypoints_visible, dtype=np.float32)
+    if keypoints.ndim != 2 or keypoints.shape[1] != 2:
+        raise ValueError(f"{where}: keypoints must have shape (K, 2), got {keypoints.shape}")
+    if visible.shape != (keypoints.shape[0],):
+        raise ValueError(
+            f"{where}: keypoints_visible must have shape (K,) = ({keypoints.shape[0]},), got {visible.shape}"
+        )
+    finite = np.isfinite(keypoints).all(axis=1)
+    labelled = (visible > 0) & finite
+    return np.where(finite[:, None], keypoints, 0.0).astype(np.float32), labelled
+
+
+def gaussian_labels_1d(
+    centre: np.ndarray, mean: np.ndarray, length: int, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Truncated 1D Gaussians, one per keypoint.
+
+    Args:
+        centre: (K,) int64 patch centres (bins); mean: (K,) float Gaussian means; length: number of bins.
+
+    Returns:
+        labels: (K, length) float32, ``exp(-(b - mean)^2 / (2 sigma^2))`` where |b - centre| <= 3 sigma, else 0;
+        has_bin: (K,) bool, whether the patch has a bin inside [0, length).
+    """
+    bins = np.arange(length, dtype=np.float64)[None, :]
+    inside = np.abs(bins - centre[:, None]) <= 3.0 * sigma
+    labels = np.exp(-((bins - mean[:, None].astype(np.float64)) ** 2) / (2.0 * sigma**2)) * inside
+    return labels.astype(np.float32), inside.any(axis=1)
+
+
+def gaussian_heatmaps(
+    keypoints_hm: np.ndarray, labelled: np.ndarray, heatmap_size: tuple[int, int], sigma: float, subpixel: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Truncated Gaussian heatmaps (mmpose ``generate_gaussian_heatmaps`` / ``generate_udp_gaussian_heatmaps``).
+
+    Args:
+        keypoints_hm: (K, 2) float32 keypoints in heatmap pixels; labelled: (K,) bool.
+        subpixel: centre the Gaussian at the keypoint (UDP / DARK) rather than at the rounded pixel.
+
+    Returns:
+        heatmaps: (K, h, w) float32; target_weight: (K,) float32.
+    """
+    w, h = heatmap_size
+    centre = (keypoints_hm + np.float32(0.5)).astype(np.int64)  # int(): truncation toward zero, as mmpose
+    mean = keypoints_hm if subpixel else centre
+    gx, has_x = gaussian_labels_1d(centre[:, 0], mean[:, 0], w, sigma)
+    gy, has_y = gaussian_labels_1d(centre[:, 1], mean[:, 1], h, sigma)
+    weight = (labelled & has_x & has_y).astype(np.float32)
+    heatmaps = gy[:, :, None] * gx[:, None, :] * weight[:, None, None]
+    return heatmaps.astype(np.float32), weight
+
+
+def flip_heatmaps(heatmaps: Tensor, flip_indices: Sequence[int], shift: bool, where: str) -> Tensor:
+    """Mirror (B, K, h, w) heatmaps along x, permute keypoints, optionally shift 1 px right (edge kept)."""
+    if heatmaps.ndim != 4:
+        raise ValueError(f"{where}: expected heatmaps of shape (B, K, h, w), got shape {tuple(heatmaps.shape)}")
+    if len(flip_indices) != heatmaps.shape[1]:
+        raise ValueError(
+            f"{where}: flip_indices has {len(flip_indices)} entries but the heatmaps have K = {heatmaps.shape[1]}"
+        )
+    index = torch.as_tensor(list(flip_indices), dtype=torch.long, device=heatmaps.device)
+    out = heatmaps.flip(-1).index_select(1, index)
+    if shift:
+        out = torch.cat((out[..., :1], out[..., :-1]), dim=-1)
+    return out
+
+
+class MSRAHeatmap(Codec):
+    """MSRA Gaussian heatmaps with argmax + quarter-pixel (or DARK) decoding.
+
+    Args:
+        input_size: (W, H) of the input crop in pixels.
+        heatmap_size: (w, h) of the heatmap.
+        sigma: Gaussian sigma in heatmap pixels.
+        unbiased: DARK: sub-pixel Gaussian encoding and DARK decoding (Taylor step on the blurred log heatmap).
+        blur_kernel_size: odd kernel size of the DARK blur (11 for sigma 2, 17 for sigma 3).
+    """
+
+    target_keys = ("heatmaps",)
+    use_udp = False
+
+    def __init__(
+        self,
+        input_size: tuple[int, int] = (192, 256),
+        heatmap_size: tuple[int, int] = (48, 64),
+        sigma: float = 2.0,
+        unbiased: bool = False,
+        blur_kernel_size: int = 11,
+    ) -> None:
+        if sigma <= 0:
+            raise ValueError(f"MSRAHeatmap: sigma must be > 0, got {sigma}")
+        if blur_kernel_size % 2 != 1 or blur_kernel_size < 1:
+            raise ValueError(f"MSRAHeatmap: blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
+        self.sigma = float(sigma)
+        self.unbiased = unbiased
+        self.blur_kernel_size = blur_kernel_size
+        #: (2,) float32 input pixels per heatmap pixel (x, y).
+        self.scale_factor = (np.array(self.input_size) / np.array(self.heatmap_size)).astype(np.float32)
+
+    def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray) -> dict[str, np.ndarray]:
+        """keypoints: (K, 2) input px; keypoints_visible: (K,) -> heatmaps (K, h, w), target_weight (K,)."""
+        kp, labelled = check_keypoints(keypoints, keypoints_visible, f"{type(self).__name__}.encode")
+        heatmaps, weight = gaussian_heatmaps(
+            kp / self.scale_factor, labelled, self.heatmap_size, self.sigma, subpixel=self.unbiased
+        )
+        return {"heatmaps": heatmaps, "target_weight": weight}
+
+    def decode(self, output: HeadOutput) -> tuple[Tensor, Tensor]:
+        """output: (B, K, h, w) heatmaps (any float dtype) -> keypoints (B, K, 2) input px, scores (B, K)."""
+        if isinstance(output, tuple):
+            raise TypeError(f"{type(self).__name__}.decode: expected one (B, K, h, w) tensor, got a tuple")
+        heatmaps = check_heatmaps(to_tensor(output), self.heatmap_size, f"{type(self).__name__}.decode")
+        locs, scores = heatmap_argmax(heatmaps)
+        if self.unbiased:
+            refined = refine_dark(locs, heatmaps, self.blur_kernel_size)
+        else:
+            refined = refine_quarter(locs, heatmaps)
+        scale = torch.as_tensor(self.scale_factor, device=heatmaps.device)
+        return refined * scale, scores
+
+    def flip_back(self, output: HeadOutput, flip_indices: Sequence[int]) -> HeadOutput:
+        """output: (B, K, h, w) heatmaps of flipped crops -> (B, K, h, w) in the original frame (1 px shift)."""
+        if isinstance(output, tuple):
+            raise TypeError(f"{type(self).__name__}.flip_back: expected one (B, K, h, w) tensor, got a tuple")
+        return flip_heatmaps(to_tensor(output), flip_indices, shift=True, where=f"{type(self).__name__}.flip_back")
