@@ -1,0 +1,318 @@
+"""PoseDataModule: the dataset section of the CLI (files, boxes, loaders, augmentation switches).
+
+Reference layouts (PROTOCOLS.md), relative to ``root`` (default ``data/<dataset>``):
+
+============  =======================================================  ==========  ==================================
+dataset       train / val (= test) annotation files                    images      test boxes (``"auto"``)
+============  =======================================================  ==========  ==================================
+coco          annotations/person_keypoints_{train,val}2017.json         train2017,  person_detection_results/
+                                                                        val2017     COCO_val2017_detections_AP_H_56_person.json
+synthetic     same as coco (written by ``prepare_data`` when missing)   same        same
+crowdpose     annotations/mmpose_crowdpose_{trainval,test}.json         images      annotations/det_for_crowd_test_0.1_0.5.json
+mpii          annotations/mpii_{train,val}.json (+ mpii_gt_val.mat)     images      none: GT centre/scale
+custom        every path given explicitly                               given       none unless given
+============  =======================================================  ==========  ==================================
+
+Validation uses ground-truth boxes unless ``val_bbox_file`` is set; test and predict use ``test_bbox_file``
+(``"auto"`` = the reference detections above, None = ground-truth boxes).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, default_collate
+
+from rspose.codecs.base import Codec
+from rspose.data.dataset import TopDownDataset
+from rspose.data.readers import InstanceList, load_head_boxes, read_coco, read_detections, read_mpii
+from rspose.data.specs import DatasetSpec, get_spec, spec_from_coco_json
+from rspose.data.transforms import TopDownAugment
+
+DatasetName = Literal["coco", "crowdpose", "mpii", "custom", "synthetic"]
+Split = Literal["train", "val", "test"]
+
+_COCO_FILES = {
+    "train_ann": "annotations/person_keypoints_train2017.json",
+    "val_ann": "annotations/person_keypoints_val2017.json",
+    "test_ann": "annotations/person_keypoints_val2017.json",
+    "train_img_dir": "train2017",
+    "val_img_dir": "val2017",
+    "test_img_dir": "val2017",
+    "test_bbox_file": "person_detection_results/COCO_val2017_detections_AP_H_56_person.json",
+}
+REFERENCE_FILES: dict[str, dict[str, str]] = {
+    "coco": _COCO_FILES,
+    "synthetic": _COCO_FILES,
+    "crowdpose": {
+        "train_ann": "annotations/mmpose_crowdpose_trainval.json",
+        "val_ann": "annotations/mmpose_crowdpose_test.json",
+        "test_ann": "annotations/mmpose_crowdpose_test.json",
+        "train_img_dir": "images",
+        "val_img_dir": "images",
+        "test_img_dir": "images",
+        "test_bbox_file": "annotations/det_for_crowd_test_0.1_0.5.json",
+    },
+    "mpii": {
+        "train_ann": "annotations/mpii_train.json",
+        "val_ann": "annotations/mpii_val.json",
+        "test_ann": "annotations/mpii_val.json",
+        "train_img_dir": "images",
+        "val_img_dir": "images",
+        "test_img_dir": "images",
+        "head_box_file": "annotations/mpii_gt_val.mat",
+    },
+    "custom": {},
+}
+
+
+class PoseDataModule(LightningDataModule):
+    """Top-down pose data for COCO, CrowdPose, MPII, a custom COCO-format dataset or generated synthetic data.
+
+    Args:
+        codec: keypoints <-> targets; its ``input_size`` (W, H) is the crop size and ``use_udp`` picks the warp.
+        dataset: which layout, spec and reader to use.
+        root: dataset folder; None = ``data/<dataset>``. Relative paths below are relative to it.
+        train_ann, val_ann, test_ann: annotation files (None = the reference file of ``dataset``).
+        train_img_dir, val_img_dir, test_img_dir: image folders (None = the reference folder).
+        val_bbox_file: person detections for validation; None = ground-truth boxes.
+        test_bbox_file: detections for test/predict; "auto" = the reference file of ``dataset`` (ground truth for
+            MPII and custom), None = ground-truth boxes.
+        bbox_score_thr: detections with a lower score are dropped.
+        head_box_file: MPII head boxes (mpii_gt_val.mat); None = the reference file when it exists (PCKh falls
+            back to an approximation without it).
+        batch_size, val_batch_size: per-device batch sizes (val_batch_size also for test/predict).
+        num_workers, persistent_workers, pin_memory, drop_last: DataLoader options (drop_last for training only).
+        sigmas, flip_indices, upper_body_ids, lower_body_ids: the keypoint spec of a custom dataset (names and
+            skeleton come from its annotation file).
+        flip_prob ... rotate_prob: the random augmentation (mmpose defaults; a probability of 0 switches a step off).
+        bbox_padding: box padding of the crop.
+        synthetic_train_images, synthetic_val_images, synthetic_seed: size and seed of the generated dataset.
+    """
+
+    def __init__(
+        self,
+        codec: Codec,
+        dataset: DatasetName = "coco",
+        root: str | None = None,
+        train_ann: str | None = None,
+        val_ann: str | None = None,
+        test_ann: str | None = None,
+        train_img_dir: str | None = None,
+        val_img_dir: str | None = None,
+        test_img_dir: str | None = None,
+        val_bbox_file: str | None = None,
+        test_bbox_file: str | None = "auto",
+        bbox_score_thr: float = 0.0,
+        head_box_file: str | None = None,
+        batch_size: int = 64,
+        val_batch_size: int = 32,
+        num_workers: int = 4,
+        persistent_workers: bool = True,
+        pin_memory: bool = True,
+        drop_last: bool = False,
+        sigmas: list[float] | None = None,
+        flip_indices: list[int] | None = None,
+        upper_body_ids: list[int] | None = None,
+        lower_body_ids: list[int] | None = None,
+        flip_prob: float = 0.5,
+        half_body_prob: float = 0.3,
+        half_body_min_total_keypoints: int = 9,
+        half_body_min_upper_keypoints: int = 2,
+        half_body_min_lower_keypoints: int = 3,
+        half_body_padding: float = 1.5,
+        shift_factor: float = 0.16,
+        shift_prob: float = 0.3,
+        scale_factor: tuple[float, float] = (0.5, 1.5),
+        scale_prob: float = 1.0,
+        rotate_factor: float = 80.0,
+        rotate_prob: float = 0.6,
+        bbox_padding: float = 1.25,
+        synthetic_train_images: int = 800,
+        synthetic_val_images: int = 200,
+        synthetic_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if dataset not in REFERENCE_FILES:
+            raise ValueError(f"data.dataset: {dataset!r} is not one of {sorted(REFERENCE_FILES)}")
+        self.save_hyperparameters(ignore=["codec"])
+        self.codec = codec
+        self.dataset_name = dataset
+        self.root = Path(root if root is not None else f"data/{dataset}")
+        given = {
+            "train_ann": train_ann,
+            "val_ann": val_ann,
+            "test_ann": test_ann,
+            "train_img_dir": train_img_dir,
+            "val_img_dir": val_img_dir,
+            "test_img_dir": test_img_dir,
+            "head_box_file": head_box_file,
+        }
+        reference = REFERENCE_FILES[dataset]
+        #: key -> configured path (None when neither given nor defined by the reference layout).
+        self.paths: dict[str, Path | None] = {
+            key: self._resolve(value if value is not None else reference.get(key)) for key, value in given.items()
+        }
+        self.paths["val_bbox_file"] = self._resolve(val_bbox_file)
+        self.paths["test_bbox_file"] = self._resolve(
+            reference.get("test_bbox_file") if test_bbox_file == "auto" else test_bbox_file
+        )
+        self._head_box_given = head_box_file is not None
+        self.input_size = tuple(codec.input_size)
+        self.bbox_score_thr = bbox_score_thr
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.num_workers = num_workers
+        self.persistent_workers = persistent_workers
+        self.pin_memory = pin_memory
+        self.drop_last = drop_last
+        self.bbox_padding = bbox_padding
+        self.augment = TopDownAugment(
+            flip_prob=flip_prob,
+            half_body_prob=half_body_prob,
+            half_body_min_total_keypoints=half_body_min_total_keypoints,
+            half_body_min_upper_keypoints=half_body_min_upper_keypoints,
+            half_body_min_lower_keypoints=half_body_min_lower_keypoints,
+            half_body_padding=half_body_padding,
+            shift_factor=shift_factor,
+            shift_prob=shift_prob,
+            scale_factor=tuple(scale_factor),
+            scale_prob=scale_prob,
+            rotate_factor=rotate_factor,
+            rotate_prob=rotate_prob,
+        )
+        self._custom_spec_args = (sigmas, flip_indices, upper_body_ids, lower_body_ids)
+        self._spec: DatasetSpec | None = None
+        self.datasets: dict[str, TopDownDataset] = {}
+
+    # ------------------------------------------------------------------------------------------- paths
+    def _resolve(self, path: str | Path | None) -> Path | None:
+        if path is None:
+            return None
+        path = Path(path)
+        return path if path.is_absolute() else self.root / path
+
+    def path(self, key: str, must_exist: bool = True) -> Path:
+        """The configured path of ``key`` (e.g. "val_ann"); errors name the CLI key."""
+        path = self.paths.get(key)
+        if path is None:
+            raise ValueError(f"data.{key}: no path given and dataset {self.dataset_name!r} has no default for it")
+        if must_exist and not path.exists():
+            raise FileNotFoundError(f"data.{key}: {path} does not exist")
+        return path
+
+    # ------------------------------------------------------------------------------------------- spec
+    @property
+    def spec(self) -> DatasetSpec:
+        """The keypoint layout (a custom spec is read from the first annotation file that is configured)."""
+        if self._spec is None:
+            if self.dataset_name == "custom":
+                sigmas, flip_indices, upper, lower = self._custom_spec_args
+                key = next((k for k in ("train_ann", "val_ann", "test_ann") if self.paths[k] is not None), "train_ann")
+                self._spec = spec_from_coco_json(self.path(key), sigmas, flip_indices, "custom", upper, lower)
+            else:
+                self._spec = get_spec("coco" if self.dataset_name == "synthetic" else self.dataset_name)
+        return self._spec
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.spec.num_keypoints
+
+    def eval_ann_file(self, stage: str) -> str | None:
+        """The ground-truth file the metric compares with: val_ann for "fit"/"validate"/"val", else test_ann;
+        None when that split has no annotation file configured (a custom dataset without one)."""
+        key = "val_ann" if stage in ("fit", "validate", "val") else "test_ann"
+        return None if self.paths[key] is None else str(self.path(key))
+
+    @property
+    def eval_head_boxes(self) -> np.ndarray | None:
+        """MPII (N, 2, 2) head boxes [[x1, y1], [x2, y2]] indexed by instance id (= JSON row); None otherwise."""
+        if self.dataset_name != "mpii" or self.paths["head_box_file"] is None:
+            return None
+        path = self.paths["head_box_file"]
+        if not path.exists():
+            if self._head_box_given:
+                raise FileNotFoundError(f"data.head_box_file: {path} does not exist")
+            warnings.warn(
+                f"MPII head boxes {path} not found: PCKh falls back to an approximate head size", stacklevel=2
+            )
+            return None
+        rows = len(read_mpii(self.path("val_ann"), self.path("val_img_dir"), self.input_size, mode="eval"))
+        return load_head_boxes(path, rows)
+
+    # ------------------------------------------------------------------------------------------- data
+    def prepare_data(self) -> None:
+        if self.dataset_name != "synthetic" or self.paths["train_ann"].exists():
+            return
+        from rspose.data.synthetic import generate_synthetic_coco
+
+        hp = self.hparams
+        generate_synthetic_coco(self.root, hp.synthetic_train_images, hp.synthetic_val_images, hp.synthetic_seed)
+
+    def read_split(self, split: Split) -> InstanceList:
+        """Read the instances of a split ("train", "val" or "test") as configured."""
+        ann, img_dir = self.path(f"{split}_ann"), self.path(f"{split}_img_dir")
+        k, size, pad = self.spec.num_keypoints, self.input_size, self.bbox_padding
+        if self.dataset_name == "mpii":
+            head = None
+            if split != "train" and self.paths["head_box_file"] is not None and self.paths["head_box_file"].exists():
+                head = self.paths["head_box_file"]
+            mode = "train" if split == "train" else "eval"
+            return read_mpii(ann, img_dir, size, mode=mode, headbox_file=head, num_keypoints=k, padding=pad)
+        bbox_key = {"val": "val_bbox_file", "test": "test_bbox_file"}.get(split)
+        if bbox_key is not None and self.paths[bbox_key] is not None:
+            return read_detections(self.path(bbox_key), ann, img_dir, k, size, self.bbox_score_thr, pad)
+        return read_coco(ann, img_dir, k, size, mode="train" if split == "train" else "eval", padding=pad)
+
+    def _build(self, split: Split) -> TopDownDataset:
+        if split not in self.datasets:
+            train = split == "train"
+            self.datasets[split] = TopDownDataset(
+                self.read_split(split),
+                self.spec,
+                self.codec,
+                train=train,
+                augment=self.augment if train else None,
+                bbox_padding=self.bbox_padding,
+            )
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        splits: dict[str | None, tuple[Split, ...]] = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("test",),
+            None: ("train", "val", "test"),
+        }
+        for split in splits.get(stage, ("train", "val", "test")):
+            self._build(split)
+
+    def _loader(self, split: Split, shuffle: bool, batch_size: int, drop_last: bool = False) -> DataLoader:
+        workers = self.num_workers
+        return DataLoader(
+            self._build(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=self.persistent_workers and workers > 0,
+            pin_memory=self.pin_memory,
+            drop_last=drop_last,
+            collate_fn=default_collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size, self.drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.val_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.val_batch_size)

@@ -1,0 +1,146 @@
+"""COCO-format keypoint annotations (COCO, CrowdPose, any person_keypoints file) -> PoseInstance list.
+
+Conventions (mmpose 1.x ``BaseCocoStyleDataset``):
+
+* A box (x, y, w, h) is clipped to [0, width - 1] x [0, height - 1]; one with no area left is skipped
+  (a counted warning: it cannot be cropped).
+* Visibility v in {0, 1, 2}: v >= 1 is labelled.
+* ``mode="train"`` drops crowd annotations and those with no labelled keypoint (``num_keypoints == 0`` or
+  all v == 0), counted in ``InstanceList.skipped`` (expected in COCO, so no warning);
+  ``mode="eval"`` (ground-truth boxes) keeps every non-crowd annotation.
+* ``area`` is the annotation's; CrowdPose has none, so w x h x 0.53 of the unclipped box (the OKS area of the
+  CrowdPose protocol) is used.
+* Malformed entries are errors naming the file and the annotation id: no ``keypoints``, a keypoint count
+  other than the spec's, no ``bbox``, an ``image_id`` missing from ``images``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rspose.data.readers.instance import (
+    AREA_FROM_BOX,
+    InstanceList,
+    PoseInstance,
+    box_center_scale,
+    load_json,
+    warn_skipped,
+)
+
+
+def index_images(data: dict[str, Any], ann_file: str | Path, img_dir: str | Path) -> dict[int, dict[str, Any]]:
+    """image id -> {"file", "width", "height", "crowd_index"} from the ``images`` list of a COCO file."""
+    if not isinstance(data, dict) or "images" not in data:
+        raise ValueError(f"{ann_file}: not a COCO annotation file (no 'images' list)")
+    images = {}
+    for img in data["images"]:
+        for key in ("id", "file_name"):
+            if key not in img:
+                raise ValueError(f"{ann_file}: an entry of 'images' has no {key!r}: {img}")
+        images[int(img["id"])] = {
+            "file": str(Path(img_dir) / img["file_name"]),
+            "width": int(img.get("width", 0)),
+            "height": int(img.get("height", 0)),
+            "crowd_index": float(img["crowdIndex"]) if "crowdIndex" in img else None,
+        }
+    return images
+
+
+def clip_bbox_xywh(bbox: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(4,) xywh clipped to [0, width - 1] x [0, height - 1] (mmpose); no clipping when the size is unknown."""
+    x, y, w, h = (float(v) for v in bbox)
+    if width <= 0 or height <= 0:
+        return np.array([x, y, w, h], dtype=np.float32)
+    x1, y1 = np.clip(x, 0, width - 1), np.clip(y, 0, height - 1)
+    x2, y2 = np.clip(x + w, 0, width - 1), np.clip(y + h, 0, height - 1)
+    return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float32)
+
+
+def parse_keypoints(ann: dict[str, Any], num_keypoints: int, ann_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``keypoints`` [x1, y1, v1, ...] of one annotation -> (K, 2) float32 px, (K,) float32 visibility (v >= 1)."""
+    ann_id = ann.get("id")
+    if "keypoints" not in ann:
+        raise ValueError(f"{ann_file}: annotation id {ann_id} has no 'keypoints'")
+    values = np.asarray(ann["keypoints"], dtype=np.float32)
+    if values.size != 3 * num_keypoints:
+        raise ValueError(
+            f"{ann_file}: annotation id {ann_id} has {values.size / 3:g} keypoints ({values.size} values), "
+            f"expected {num_keypoints} ({3 * num_keypoints} values) for this dataset spec"
+        )
+    values = values.reshape(num_keypoints, 3)
+    return values[:, :2].copy(), (values[:, 2] > 0).astype(np.float32)
+
+
+def read_coco(
+    ann_file: str | Path,
+    img_dir: str | Path,
+    num_keypoints: int,
+    input_size: tuple[int, int],
+    mode: Literal["train", "eval"] = "train",
+    padding: float = 1.25,
+) -> InstanceList:
+    """Read the person instances of a COCO-format keypoint file.
+
+    Args:
+        ann_file: the annotation JSON; img_dir: folder of the images (``file_name`` is relative to it).
+        num_keypoints: K of the dataset spec (every annotation must have K keypoints).
+        input_size: (W, H) of the model input: sets the aspect ratio of ``scale``.
+        mode: "train" drops crowd and keypoint-less annotations; "eval" keeps every non-crowd one.
+        padding: box padding of ``scale``.
+    """
+    if mode not in ("train", "eval"):
+        raise ValueError(f"read_coco: mode must be 'train' or 'eval', got {mode!r}")
+    data = load_json(ann_file, "COCO annotation file")
+    images = index_images(data, ann_file, img_dir)
+    annotations = data.get("annotations")
+    if annotations is None:
+        raise ValueError(f"{ann_file}: not a COCO annotation file (no 'annotations' list)")
+    skipped = {"crowd": 0, "no labelled keypoints": 0, "zero-area box": 0}
+    out = []
+    for ann in annotations:
+        ann_id = ann.get("id")
+        if ann_id is None:
+            raise ValueError(f"{ann_file}: an annotation has no 'id' (image_id {ann.get('image_id')})")
+        if ann.get("iscrowd", 0):
+            skipped["crowd"] += 1
+            continue
+        keypoints, visible = parse_keypoints(ann, num_keypoints, ann_file)
+        image_id = int(ann.get("image_id", -1))
+        if image_id not in images:
+            raise ValueError(f"{ann_file}: annotation id {ann_id} refers to image_id {image_id}, not in 'images'")
+        if "bbox" not in ann or len(ann["bbox"]) != 4:
+            raise ValueError(f"{ann_file}: annotation id {ann_id} has no 4-number 'bbox' (x, y, w, h)")
+        img = images[image_id]
+        raw = np.asarray(ann["bbox"], dtype=np.float32)
+        bbox = clip_bbox_xywh(raw, img["width"], img["height"])
+        if not (bbox[2] > 0 and bbox[3] > 0):
+            skipped["zero-area box"] += 1
+            continue
+        labelled = int(ann["num_keypoints"]) if "num_keypoints" in ann else int(visible.sum())
+        if mode == "train" and (labelled == 0 or visible.sum() == 0):
+            skipped["no labelled keypoints"] += 1
+            continue
+        center, scale = box_center_scale(bbox, input_size, padding)
+        area = float(ann["area"]) if "area" in ann else float(raw[2] * raw[3] * AREA_FROM_BOX)
+        out.append(
+            PoseInstance(
+                instance_id=int(ann_id),
+                image_id=image_id,
+                image_file=img["file"],
+                bbox=bbox,
+                center=center,
+                scale=scale,
+                keypoints=keypoints,
+                keypoints_visible=visible,
+                area=area,
+                bbox_score=1.0,
+                num_keypoints=labelled,
+                crowd_index=img["crowd_index"],
+                image_size=(img["width"], img["height"]),
+            )
+        )
+    warn_skipped(str(ann_file), len(annotations), skipped, unexpected=("zero-area box",))
+    return InstanceList(out, str(ann_file), skipped)
