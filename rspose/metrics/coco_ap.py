@@ -1,0 +1,347 @@
+"""COCO / CrowdPose keypoint mAP (OKS) as a torchmetrics Metric, with OKS-NMS and score/OKS correlations.
+
+Pipeline of :meth:`OKSMeanAP.compute` (also callable step by step, see :func:`evaluate_predictions`):
+1. gather (torchmetrics, ``dist_reduce_fx="cat"``) and deduplicate by instance id (DistributedSampler pads
+   each rank with repeated samples; the first copy in gathered order is kept);
+2. rescore (mmpose CocoMetric): ``bbox_keypoint``: bbox_score x mean of the keypoint scores > thr (0 if none);
+   ``bbox``: bbox_score; ``keypoint``: mean of all keypoint scores;
+3. OKS-NMS / soft-OKS-NMS per image (:mod:`rspose.metrics.nms`) with the ``areas`` passed to ``update``
+   (the caller's instance area: detection box w x h, or the scale product as mmpose does);
+4. COCO results sorted by (-score, instance id), WITHOUT a "bbox" key (pycocotools then takes the detection
+   area from the keypoint extent), evaluated by pycocotools with the sigmas set (any K);
+5. correlations of score vs OKS with the best-matching non-ignored GT of the image (OKS 0 if none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+
+from rspose.data.specs import COCO, DatasetSpec
+from rspose.metrics.coco_eval import Backend, GroundTruth, IouType, evaluate_keypoints, load_ground_truth
+from rspose.metrics.correlation import kendall, pearson, spearman, spearman_per_column
+from rspose.metrics.nms import oks_nms, soft_oks_nms
+from rspose.metrics.oks import best_gt_oks
+
+ScoreMode = Literal["bbox_keypoint", "bbox", "keypoint"]
+NmsMode = Literal["oks", "soft_oks", "none"]
+_FIELDS = ("instance_ids", "image_ids", "keypoints", "keypoint_scores", "bbox_scores", "areas")
+
+
+@dataclass
+class KeypointPredictions:
+    """N predicted instances as numpy arrays: instance_ids (N,) int64, image_ids (N,) int64,
+    keypoints (N, K, 2) float64 image pixels, keypoint_scores (N, K), bbox_scores (N,), areas (N,)."""
+
+    instance_ids: np.ndarray
+    image_ids: np.ndarray
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    bbox_scores: np.ndarray
+    areas: np.ndarray
+
+    def take(self, index: np.ndarray) -> KeypointPredictions:
+        return KeypointPredictions(*(getattr(self, f)[index] for f in _FIELDS))
+
+
+def deduplicate(preds: KeypointPredictions) -> KeypointPredictions:
+    """Keep the first copy of each instance id (gathered order), sorted by instance id."""
+    _, first = np.unique(preds.instance_ids, return_index=True)
+    if first.size != preds.instance_ids.size:  # every copy of an id must describe the same image
+        order = np.argsort(preds.instance_ids, kind="stable")
+        ids_sorted, img_sorted = preds.instance_ids[order], preds.image_ids[order]
+        bad = (ids_sorted[1:] == ids_sorted[:-1]) & (img_sorted[1:] != img_sorted[:-1])
+        if bad.any():
+            i = int(ids_sorted[1:][bad][0])
+            raise ValueError(f"OKSMeanAP: instance id {i} was given for two different image ids; ids must be unique")
+    return preds.take(first)
+
+
+def rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, score_mode: ScoreMode, thr: float) -> np.ndarray:
+    """(N, K) keypoint scores, (N,) box scores -> (N,) instance scores (mmpose CocoMetric rescoring)."""
+    if score_mode == "bbox":
+        return bbox_scores.astype(np.float64, copy=True)
+    if score_mode == "keypoint":
+        return keypoint_scores.mean(axis=1)
+    valid = keypoint_scores > thr
+    n_valid = valid.sum(axis=1)
+    # sequential sum (cumsum), bit-identical to the reference's Python loop; adding 0.0 changes nothing
+    total = np.cumsum(np.where(valid, keypoint_scores, 0.0), axis=1)[:, -1] if valid.size else np.zeros(len(valid))
+    mean = total / np.maximum(n_valid, 1)
+    return np.where(n_valid > 0, mean, 0.0) * bbox_scores
+
+
+def to_coco_results(preds: KeypointPredictions, scores: np.ndarray, category_id: int) -> list[dict]:
+    """COCO keypoint results sorted by (-score, instance id); no "bbox" key."""
+    order = np.lexsort((preds.instance_ids, -scores))
+    n = order.size
+    flat = np.concatenate([preds.keypoints[order], preds.keypoint_scores[order][..., None]], axis=-1)
+    flat = flat.reshape(n, flat.shape[1] * 3).tolist()
+    img = preds.image_ids[order].tolist()
+    sc = scores[order].tolist()
+    return [{"image_id": i, "category_id": category_id, "keypoints": k, "score": s} for i, k, s in zip(img, flat, sc)]
+
+
+def evaluate_predictions(
+    preds: KeypointPredictions,
+    gt: GroundTruth,
+    sigmas: np.ndarray,
+    iou_type: IouType = "keypoints",
+    score_mode: ScoreMode = "bbox_keypoint",
+    keypoint_score_thr: float = 0.2,
+    nms: NmsMode = "oks",
+    nms_thr: float = 0.9,
+    report_ap_before_nms: bool = False,
+    backend: Backend = "pycocotools",
+    timings: dict[str, float] | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Everything after the gather. Returns (metrics dict, per-instance table): the table holds the
+    deduplicated predictions' fields plus scores (N,), oks (N,), kept (N,) bool and keypoint_oks (N, K).
+
+    ``timings``, if given, receives the seconds spent in each step (dedup, rescore, nms, correlations,
+    results, cocoeval).
+    """
+    clock = _Clock(timings)
+    preds = deduplicate(preds)
+    clock.tick("dedup")
+    scores = rescore(preds.keypoint_scores, preds.bbox_scores, score_mode, keypoint_score_thr)
+    clock.tick("rescore")
+    nms_args = dict(image_ids=preds.image_ids, instance_ids=preds.instance_ids)
+    if nms == "oks":
+        kept = oks_nms(preds.keypoints, scores, preds.areas, sigmas, nms_thr, **nms_args).numpy()
+    elif nms == "soft_oks":
+        kept = soft_oks_nms(preds.keypoints, scores, preds.areas, sigmas, nms_thr, **nms_args).numpy()
+    else:
+        kept = np.ones(scores.shape[0], dtype=bool)
+    clock.tick("nms")
+    v = gt.valid
+    oks, _, kpt_oks = best_gt_oks(preds.keypoints, preds.image_ids, gt.keypoints[v], gt.visible[v],
+                                  gt.areas[v], gt.ann_image_ids[v], sigmas)
+    oks, kpt_oks = oks.numpy(), kpt_oks.numpy()
+    corr = {
+        "spearman": spearman(scores[kept], oks[kept]),
+        "pearson": pearson(scores[kept], oks[kept]),
+        "kendall": kendall(scores[kept], oks[kept]),
+        "spearman_keypoint": spearman_per_column(preds.keypoint_scores[kept], kpt_oks[kept])[0],
+        "spearman_before_nms": spearman(scores, oks),
+    }
+    clock.tick("correlations")
+    with _gc_paused():  # ~10^5 result dicts: the cyclic GC would rescan them (and the GT) again and again
+        results = to_coco_results(preds.take(kept), scores[kept], gt.category_id)
+        before = to_coco_results(preds, scores, gt.category_id) if report_ap_before_nms else None
+        clock.tick("results")
+        metrics = evaluate_keypoints(gt, results, sigmas, iou_type, backend)
+        if before is not None:
+            metrics["AP_before_nms"] = evaluate_keypoints(gt, before, sigmas, "keypoints", backend)["AP"]
+        del results, before
+    clock.tick("cocoeval")
+    metrics.update(corr)
+    table = {f: getattr(preds, f) for f in _FIELDS}
+    table.update(scores=scores, oks=oks, kept=kept, keypoint_oks=kpt_oks)
+    return metrics, table
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Clock:
+    def __init__(self, out: dict[str, float] | None) -> None:
+        self.out, self.t = out, time.perf_counter()
+
+    def tick(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.out is not None:
+            self.out[name] = self.out.get(name, 0.0) + now - self.t
+        self.t = now
+
+
+class OKSMeanAP(Metric):
+    """COCO keypoint mAP (OKS) with rescoring, OKS-NMS, CrowdPose splits and score/OKS correlations.
+
+    Args:
+        ann_file: COCO-format GT keypoint file, or the same as an in-memory dict.
+        sigmas: K OKS sigmas; default: ``spec.sigmas``; without both, the COCO sigmas when K = 17.
+        spec: dataset spec (sigmas and keypoint names).
+        iou_type: "keypoints" (COCO) or "keypoints_crowd" (CrowdPose: GT area = 0.53 w h, AP_easy/medium/hard).
+        score_mode: instance score: "bbox_keypoint" (box score x mean keypoint score > thr), "bbox", "keypoint".
+        keypoint_score_thr: keypoint score threshold of the rescoring.
+        nms: "oks" (greedy, OKS > nms_thr suppressed), "soft_oks" (Gaussian, 20 per image) or "none".
+        nms_thr: OKS-NMS threshold (soft-OKS-NMS: the Gaussian's variance).
+        outfile_prefix: if set, compute() writes {prefix}.keypoints.json (COCO results) and
+            {prefix}.instances.json (per-instance table, see :meth:`write_instances`).
+        report_ap_before_nms: also evaluate every deduplicated prediction without NMS ("AP_before_nms").
+        backend: "pycocotools" (default, the evaluator of record) or "faster_coco_eval" (optional package).
+
+    update(instance_ids (N,), image_ids (N,), keypoints (N, K, 2) image pixels, keypoint_scores (N, K),
+    bbox_scores (N,), areas (N,)); compute() -> {AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl,
+    [AP_easy, AP_medium, AP_hard], spearman, pearson, kendall, spearman_keypoint, spearman_before_nms,
+    [AP_before_nms]} as python floats (AP -1 where pycocotools has no GT; correlations NaN if undefined).
+    """
+
+    full_state_update = False
+    higher_is_better = True
+    is_differentiable = False
+
+    def __init__(
+        self,
+        ann_file: str | Path | dict,
+        sigmas: Sequence[float] | None = None,
+        spec: DatasetSpec | None = None,
+        iou_type: Literal["keypoints", "keypoints_crowd"] = "keypoints",
+        score_mode: Literal["bbox_keypoint", "bbox", "keypoint"] = "bbox_keypoint",
+        keypoint_score_thr: float = 0.2,
+        nms: Literal["oks", "soft_oks", "none"] = "oks",
+        nms_thr: float = 0.9,
+        outfile_prefix: str | None = None,
+        report_ap_before_nms: bool = False,
+        backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        for name, value, allowed in (
+            ("iou_type", iou_type, ("keypoints", "keypoints_crowd")),
+            ("score_mode", score_mode, ("bbox_keypoint", "bbox", "keypoint")),
+            ("nms", nms, ("oks", "soft_oks", "none")),
+            ("backend", backend, ("pycocotools", "faster_coco_eval")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"OKSMeanAP: {name}={value!r}; expected one of {list(allowed)}")
+        self.gt = load_ground_truth(ann_file, iou_type)
+        k = self.gt.num_keypoints
+        if sigmas is None and spec is not None:
+            sigmas = spec.sigmas
+        if sigmas is None:
+            if k != COCO.num_keypoints:
+                raise ValueError(f"OKSMeanAP: {self.gt.source} has K = {k} keypoints; pass sigmas or spec (K values)")
+            sigmas = COCO.sigmas
+        if len(sigmas) != k:
+            raise ValueError(f"OKSMeanAP: {len(sigmas)} sigmas given but {self.gt.source} has K = {k} keypoints")
+        self.sigmas = np.asarray(sigmas, dtype=np.float64)
+        self.keypoint_names = list(spec.keypoint_names) if spec is not None else self.gt.keypoint_names
+        self.iou_type, self.score_mode, self.nms = iou_type, score_mode, nms
+        self.keypoint_score_thr, self.nms_thr = float(keypoint_score_thr), float(nms_thr)
+        self.outfile_prefix, self.report_ap_before_nms, self.backend = outfile_prefix, report_ap_before_nms, backend
+        if backend == "faster_coco_eval":
+            try:
+                import faster_coco_eval  # noqa: F401
+            except ImportError as e:
+                raise ImportError("OKSMeanAP: backend='faster_coco_eval' needs `pip install faster-coco-eval`") from e
+        for name in _FIELDS:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(
+        self,
+        instance_ids: Tensor,
+        image_ids: Tensor,
+        keypoints: Tensor,
+        keypoint_scores: Tensor,
+        bbox_scores: Tensor,
+        areas: Tensor,
+    ) -> None:
+        """Add N predicted instances (shapes in the class docstring)."""
+        k = self.sigmas.shape[0]
+        kp = torch.as_tensor(keypoints).detach()
+        if kp.ndim != 3 or kp.shape[1:] != (k, 2):
+            raise ValueError(f"OKSMeanAP.update: keypoints has shape {tuple(kp.shape)}, expected (N, {k}, 2)")
+        n = kp.shape[0]
+        values = {}
+        for name, x, shape, dtype in (
+            ("instance_ids", instance_ids, (n,), torch.int64),
+            ("image_ids", image_ids, (n,), torch.int64),
+            ("keypoints", kp, (n, k, 2), torch.float64),
+            ("keypoint_scores", keypoint_scores, (n, k), torch.float64),
+            ("bbox_scores", bbox_scores, (n,), torch.float64),
+            ("areas", areas, (n,), torch.float64),
+        ):
+            t = torch.as_tensor(x).detach()
+            if tuple(t.shape) != shape:
+                raise ValueError(f"OKSMeanAP.update: {name} has shape {tuple(t.shape)}, expected {shape} (K = {k})")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).reshape(n, -1).any(-1).nonzero()[0, 0])
+                raise ValueError(f"OKSMeanAP.update: {name} has NaN or inf values (first at instance {bad} of the batch)")
+            values[name] = t.to(device=self.device, dtype=dtype)
+        img = values["image_ids"].cpu().numpy()
+        unknown = ~np.isin(img, self.gt.image_ids)
+        if unknown.any():
+            raise ValueError(
+                f"OKSMeanAP.update: image ids {np.unique(img[unknown])[:5].tolist()} are not in {self.gt.source}"
+            )
+        for name, t in values.items():
+            getattr(self, name).append(t)
+
+    def _gathered(self) -> KeypointPredictions:
+        k = self.sigmas.shape[0]
+        arrays = []
+        for name in _FIELDS:
+            state = getattr(self, name)
+            if isinstance(state, list) and len(state) == 0:
+                shape = {"keypoints": (0, k, 2), "keypoint_scores": (0, k)}.get(name, (0,))
+                dtype = np.int64 if name in ("instance_ids", "image_ids") else np.float64
+                arrays.append(np.zeros(shape, dtype=dtype))
+            else:
+                arrays.append(dim_zero_cat(state).cpu().numpy())
+        return KeypointPredictions(*arrays)
+
+    def compute(self) -> dict[str, float]:
+        metrics, table = evaluate_predictions(
+            self._gathered(), self.gt, self.sigmas, self.iou_type, self.score_mode, self.keypoint_score_thr,
+            self.nms, self.nms_thr, self.report_ap_before_nms, self.backend,
+        )
+        if self.outfile_prefix is not None:
+            self.write_results(self.outfile_prefix, table)
+            self.write_instances(self.outfile_prefix, metrics, table)
+        return metrics
+
+    def write_results(self, prefix: str, table: dict[str, np.ndarray]) -> Path:
+        """{prefix}.keypoints.json: the COCO results of the kept predictions (what COCOeval saw)."""
+        kept = table["kept"]
+        preds = KeypointPredictions(*(table[f][kept] for f in _FIELDS))
+        path = Path(f"{prefix}.keypoints.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            json.dump(to_coco_results(preds, table["scores"][kept], self.gt.category_id), f)
+        return path
+
+    def write_instances(self, prefix: str, metrics: dict[str, float], table: dict[str, np.ndarray]) -> Path:
+        """{prefix}.instances.json: {"meta": {keypoint_names, sigmas, metrics}, "instances": [...]}, one
+        entry per deduplicated prediction (before NMS): instance_id, image_id, score (rescored), bbox_score,
+        oks, kept, keypoint_scores (K), keypoint_oks (K, null where the matched GT keypoint is unlabelled or
+        there is no GT). NaN metrics are written as null."""
+        kpt_oks_list = table["keypoint_oks"].tolist()
+        instances = [
+            {"instance_id": i, "image_id": m, "score": s, "bbox_score": b, "oks": o, "kept": kp,
+             "keypoint_scores": ks, "keypoint_oks": [None if math.isnan(x) else x for x in ko]}
+            for i, m, s, b, o, kp, ks, ko in zip(
+                table["instance_ids"].tolist(), table["image_ids"].tolist(), table["scores"].tolist(),
+                table["bbox_scores"].tolist(), table["oks"].tolist(), table["kept"].tolist(),
+                table["keypoint_scores"].tolist(), kpt_oks_list,
+            )
+        ]
+        meta = {"keypoint_names": self.keypoint_names, "sigmas": self.sigmas.tolist(),
+                "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}}
+        path = Path(f"{prefix}.instances.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            json.dump({"meta": meta, "instances": instances}, f)
+        return path
