@@ -1,0 +1,142 @@
+"""Spatial-RS: the Rank & Sort loss over the pixels of each heatmap (or bins of each SimCC vector).
+
+Replaces MSE (2-D heatmaps) and KL (1-D SimCC vectors). METHOD.md, "Spatial-RS loss":
+
+* ``scope="heatmap"`` (default): one set per (instance b, keypoint k); labels are the target Gaussian
+  (peak 1, truncated at 3 sigma, 0 = negative). A heatmap is *valid* when its target weight is > 0 and it
+  has a positive. Loss = mean over valid heatmaps of (Rank + Sort); the gradient of each heatmap is its
+  identity-update gradient divided by the number of valid heatmaps.
+* ``scope="batch"``: all pixels of the heatmaps with weight > 0 pooled into one set (an ablation).
+
+Target weights only select heatmaps (> 0 means used); their magnitude does not scale the loss.
+For SimCC call the loss once per axis ((B, K, Lx) then (B, K, Ly)) and average the two.
+Computed in float32/float64 even under autocast; see :mod:`rspose.losses.rank_sort` for the algorithm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from rspose.losses.rank_sort import DEFAULT_DELTA, rank_sort
+
+Scope = Literal["heatmap", "batch"]
+
+
+class _IdentityUpdate(torch.autograd.Function):
+    """Returns a precomputed loss and, on backward, the precomputed identity-update gradient times grad_output."""
+
+    @staticmethod
+    def forward(ctx, pred: Tensor, compute: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:  # type: ignore[override]
+        loss, grad = compute(pred.detach())
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad * grad_output.to(grad.dtype), None
+
+
+def identity_update(pred: Tensor, compute: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:
+    """Attach a precomputed gradient: ``compute(pred) -> (loss scalar, grad like pred)``, both float32."""
+    return _IdentityUpdate.apply(pred, compute)
+
+
+class SpatialRSLoss(nn.Module):
+    """Rank & Sort loss over heatmap pixels (2-D) or SimCC bins (1-D).
+
+    Args:
+        delta: smoothing of the step function H (METHOD.md); 0 gives the hard step.
+        scope: ``"heatmap"``: one set per heatmap; ``"batch"``: all pixels of the batch in one set.
+
+    Call: ``loss(pred, target, target_weight) -> Tensor`` (scalar, float32), with
+
+    * pred: (B, K, H, W) heatmap logits or (B, K, L) SimCC logits of one axis (any float dtype);
+    * target: same shape, labels in [0, 1] (0 = negative);
+    * target_weight: (B, K) (or (B, K, 1)); > 0 marks a labelled keypoint.
+
+    After every call ``self.last_components`` holds ``{"rank": Tensor, "sort": Tensor}`` (detached float32
+    scalars, mean over valid heatmaps, ``rank + sort == loss``) for logging; :meth:`components` computes
+    them without a graph. With no valid heatmap the loss is 0 with a zero gradient.
+    """
+
+    def __init__(self, delta: float = DEFAULT_DELTA, scope: Scope = "heatmap") -> None:
+        super().__init__()
+        if not delta >= 0:
+            raise ValueError(f"SpatialRSLoss: delta must be >= 0, got {delta}")
+        if scope not in ("heatmap", "batch"):
+            raise ValueError(f"SpatialRSLoss: scope must be 'heatmap' or 'batch', got {scope!r}")
+        self.delta = float(delta)
+        self.scope: Scope = scope
+        self.last_components: dict[str, Tensor] = {}
+
+    def extra_repr(self) -> str:
+        return f"delta={self.delta}, scope={self.scope!r}"
+
+    def forward(self, pred: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
+        flat_target, weight = self._check(pred, target, target_weight)
+        components: dict[str, Tensor] = {}
+
+        def compute(p: Tensor) -> tuple[Tensor, Tensor]:
+            loss, grad, rank, sort = self._compute(p.float().reshape(flat_target.shape), flat_target, weight)
+            components.update(rank=rank, sort=sort)
+            return loss, grad.view(p.shape)
+
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            loss = identity_update(pred.float(), compute)
+        self.last_components = components
+        return loss
+
+    @torch.no_grad()
+    def components(self, pred: Tensor, target: Tensor, target_weight: Tensor) -> dict[str, Tensor]:
+        """``{"rank": Tensor, "sort": Tensor}`` (float32 scalars) without building a graph."""
+        flat_target, weight = self._check(pred, target, target_weight)
+        _, _, rank, sort = self._compute(pred.detach().float().reshape(flat_target.shape), flat_target, weight)
+        return {"rank": rank, "sort": sort}
+
+    def _check(self, pred: Tensor, target: Tensor, target_weight: Tensor) -> tuple[Tensor, Tensor]:
+        if pred.dim() < 3:
+            raise ValueError(f"SpatialRSLoss: pred must be (B, K, H, W) or (B, K, L), got shape {tuple(pred.shape)}")
+        if target.shape != pred.shape:
+            raise ValueError(
+                f"SpatialRSLoss: target shape {tuple(target.shape)} differs from pred shape {tuple(pred.shape)}"
+            )
+        b, k = pred.shape[:2]
+        if target_weight.dim() == 3 and target_weight.shape[-1] == 1:
+            target_weight = target_weight[..., 0]
+        if tuple(target_weight.shape) != (b, k):
+            raise ValueError(
+                f"SpatialRSLoss: target_weight must be (B, K) = {(b, k)}, got shape {tuple(target_weight.shape)}"
+            )
+        return target.detach().float().reshape(b * k, -1), target_weight.detach().reshape(b * k) > 0
+
+    def _compute(self, pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """pred, target (B*K, S) float32, weight (B*K,) bool -> (loss, grad (B*K, S), rank, sort)."""
+        zero = pred.new_zeros(())
+        if self.scope == "heatmap":
+            rows = (weight & (target > 0).any(1)).nonzero(as_tuple=True)[0]
+            if rows.numel() == 0:
+                return zero, torch.zeros_like(pred), zero, zero
+            out = rank_sort(pred, target, self.delta, rows=rows)
+            n = rows.numel()
+            grad = out.grad.div_(n)
+            rank, sort = out.rank.sum() / n, out.sort.sum() / n
+        else:
+            rows = weight.nonzero(as_tuple=True)[0]
+            if rows.numel() == 0:
+                return zero, torch.zeros_like(pred), zero, zero
+            all_rows = rows.numel() == pred.shape[0]
+            pooled_pred = (pred if all_rows else pred.index_select(0, rows)).reshape(1, -1)
+            pooled_target = (target if all_rows else target.index_select(0, rows)).reshape(1, -1)
+            out = rank_sort(pooled_pred, pooled_target, self.delta)
+            rank, sort = out.rank[0], out.sort[0]
+            if all_rows:
+                grad = out.grad.view_as(pred)
+            else:
+                grad = torch.zeros_like(pred).index_copy_(0, rows, out.grad.view(rows.numel(), -1))
+        rank, sort = rank.float(), sort.float()
+        return rank + sort, grad, rank, sort
