@@ -1,0 +1,147 @@
+"""Callbacks of the ``rspose`` command: the final metrics table and the COCO-format prediction writer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_only
+from rich.console import Console
+from rich.table import Table
+
+TABLE_KEYS = (
+    "AP", "AP50", "AP75", "APm", "APl", "AR", "AP_easy", "AP_medium", "AP_hard",
+    "spearman", "spearman_keypoint", "spearman_before_nms", "pearson", "kendall",
+    "Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1",
+)
+
+
+def metrics_table(metrics: dict[str, float], title: str) -> Table:
+    """A rich table of the metrics in ``TABLE_KEYS`` order (others after, sorted)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    keys = [k for k in TABLE_KEYS if k in metrics] + sorted(k for k in metrics if k not in TABLE_KEYS)
+    for key in keys:
+        table.add_row(key, f"{metrics[key]:.4f}")
+    return table
+
+
+class MetricsTable(Callback):
+    """Prints the evaluation metrics as a table: after fit (last validation), validate and test."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    @staticmethod
+    def _collect(trainer: Trainer, prefix: str) -> dict[str, float]:
+        return {
+            key[len(prefix) + 1:]: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith(prefix + "/") and not key.endswith("loss")
+        }
+
+    @rank_zero_only
+    def _print(self, trainer: Trainer, prefix: str, title: str) -> None:
+        metrics = self._collect(trainer, prefix)
+        if self.enabled and metrics:
+            Console().print(metrics_table(metrics, title))
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._print(trainer, "val", f"validation after {trainer.current_epoch} epochs")
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._print(trainer, "val", "validation")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._print(trainer, "test", "test")
+
+
+class PosePredictionWriter(BasePredictionWriter):
+    """Writes ``predict`` results as a COCO keypoint results JSON (after OKS-NMS per image).
+
+    Args:
+        output_file: results path; default ``{trainer.log_dir}/predictions.keypoints.json``.
+        nms: per-image NMS of the predictions ("none" keeps every instance).
+        nms_thr: OKS threshold of the NMS.
+        draw_dir: if set, also writes each image with the predicted skeletons drawn (score >= draw_thr).
+        draw_thr: keypoint score threshold for drawing.
+    """
+
+    def __init__(
+        self,
+        output_file: str | None = None,
+        nms: Literal["oks", "soft_oks", "none"] = "oks",
+        nms_thr: float = 0.9,
+        draw_dir: str | None = None,
+        draw_thr: float = 0.3,
+    ) -> None:
+        super().__init__(write_interval="epoch")
+        self.output_file = output_file
+        self.nms = nms
+        self.nms_thr = nms_thr
+        self.draw_dir = draw_dir
+        self.draw_thr = draw_thr
+        self.written: Path | None = None
+
+    def write_on_epoch_end(
+        self, trainer: Trainer, pl_module: LightningModule, predictions: Any, batch_indices: Any
+    ) -> None:
+        instances = [inst for batch in predictions for inst in batch]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, instances)
+            instances = [inst for part in gathered for inst in part]
+        if trainer.global_rank != 0:
+            return
+        results = predictions_to_coco(instances, pl_module.spec.sigmas, self.nms, self.nms_thr)
+        path = Path(self.output_file or Path(trainer.log_dir or ".") / "predictions.keypoints.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results))
+        self.written = path
+        if self.draw_dir is not None:
+            from rspose.viz.skeleton import draw_predictions_on_images
+
+            image_paths = {int(inst["image_id"]): inst["image_file"] for inst in instances if "image_file" in inst}
+            draw_predictions_on_images(results, image_paths, pl_module.spec, self.draw_dir, kpt_thr=self.draw_thr)
+
+
+def predictions_to_coco(
+    instances: list[dict[str, Any]], sigmas: Any, nms: str, nms_thr: float
+) -> list[dict[str, Any]]:
+    """Deduplicate by instance id, apply per-image NMS and format as COCO keypoint results."""
+    from rspose.metrics.nms import oks_nms, soft_oks_nms
+
+    unique = {int(inst["instance_id"]): inst for inst in instances}
+    ids = sorted(unique)
+    ordered = [unique[k] for k in ids]
+    if not ordered:
+        return []
+    keypoints = torch.stack([torch.as_tensor(inst["keypoints"]) for inst in ordered])  # (N, K, 3)
+    scores = torch.tensor([inst["score"] for inst in ordered], dtype=torch.float64)
+    image_ids = torch.tensor([inst["image_id"] for inst in ordered], dtype=torch.int64)
+    areas = torch.tensor([inst["area"] for inst in ordered], dtype=torch.float64)
+    if nms == "none":
+        keep = torch.ones(len(ordered), dtype=torch.bool)
+    else:
+        nms_fn = oks_nms if nms == "oks" else soft_oks_nms
+        keep = nms_fn(keypoints[..., :2], scores, areas, torch.as_tensor(sigmas), nms_thr,
+                      image_ids=image_ids, instance_ids=torch.tensor(ids))
+    keep = torch.nonzero(keep).flatten()
+    order = sorted(keep.tolist(), key=lambda i: (-float(scores[i]), ids[i]))
+    results = []
+    for i in order:
+        results.append(
+            {
+                "image_id": int(image_ids[i]),
+                "category_id": 1,
+                "keypoints": [round(float(v), 3) for v in keypoints[i].reshape(-1)],
+                "score": float(scores[i]),
+            }
+        )
+    return results

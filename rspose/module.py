@@ -1,0 +1,284 @@
+"""The LightningModule: backbone + head + codec + loss(es), train/val/test/predict steps.
+
+Batches are the dicts of :class:`rspose.data.dataset.TopDownDataset` (B instances, K keypoints):
+``image`` (B, 3, H, W); the codec's targets (``heatmaps`` (B, K, h, w) or ``target_x`` (B, K, Lx) and
+``target_y`` (B, K, Ly)); ``target_weight`` (B, K); ``keypoints_input`` (B, K, 2) GT in crop pixels;
+``keypoints_visible`` (B, K); ``area_input`` (B,); and the meta that evaluation needs (``instance_id``,
+``image_id``, ``center``, ``scale``, ``bbox_score``, ``keypoints``).
+
+Losses (``loss``):
+* ``"mse"``: keypoint MSE on heatmaps; ``"kl"``: SimCC KL divergence (the baselines);
+* ``"rs"``: Spatial-RS on every heatmap (or on both SimCC vectors), plus ``instance_sort_weight`` x
+  Instance-Sort between instance confidences and the OKS of the decoded, detached predictions.
+After ranking training, outputs are logits: flip averaging runs on logits, then a sigmoid, then decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+
+from rspose.codecs.base import Codec, HeadOutput
+from rspose.data.specs import DatasetSpec
+from rspose.data.transforms import crop_to_image
+from rspose.evaluator import PoseEvaluator, build_evaluator
+from rspose.losses import (
+    InstanceSortLoss,
+    KeypointMSELoss,
+    KLDiscretLoss,
+    SpatialRSLoss,
+    instance_confidence,
+    oks_quality,
+)
+from rspose.models import PoseModel
+from rspose.optim import build_optimizer, build_param_groups, lr_lambda
+
+LossName = Literal["mse", "kl", "rs"]
+
+
+class PoseLitModule(LightningModule):
+    """Top-down pose estimator.
+
+    Args:
+        backbone: feature extractor (e.g. ``rspose.models.ResNetBackbone``).
+        head: a head (``rspose.models.HeatmapHead``, ``ViTPoseSimpleHead``, ``SimCCHead``) given with its own
+            arguments only: ``in_channels``, ``num_keypoints`` and the sizes are filled in by
+            :class:`rspose.models.PoseModel` from the backbone, the data spec and the codec.
+        codec: the data's codec (linked from ``data.codec`` by the CLI).
+        spec: the data's dataset spec (linked from ``data.spec``): keypoint count, flip indices, OKS sigmas.
+        num_keypoints: optional check: if given, it must equal the data's keypoint count.
+        loss: ``"mse"`` (heatmaps), ``"kl"`` (SimCC) or ``"rs"`` (ranking losses, both codec kinds).
+        rs_delta: delta of the smoothed step in Spatial-RS and Instance-Sort.
+        rs_scope: one Spatial-RS set per heatmap, or all pixels of the batch pooled into one set.
+        instance_sort_weight: lambda of ``L = Spatial-RS + lambda * Instance-Sort`` (0 disables it).
+        instance_sort_mode: one set of instance confidences, or one set per keypoint type.
+        flip_test: average with the flipped-back output of the mirrored crop at val/test/predict time.
+        optimizer, lr, weight_decay, layer_decay: the optimiser (layer_decay: ViTPose layer-wise decay).
+        warmup_iters, warmup_ratio: linear warm-up from ``warmup_ratio * lr``.
+        lr_schedule, milestones, gamma, min_lr_ratio: step decay at the epochs of ``milestones`` or cosine.
+        eval_nms, eval_nms_thr, keypoint_score_thr: OKS-NMS and rescoring of the COCO-style metric.
+        eval_outfile_prefix: if set, the metric writes ``{prefix}.keypoints.json`` (COCO results) and
+            ``{prefix}.instances.json`` (the per-instance table the notebook reads) at each evaluation.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        codec: Codec | None = None,
+        spec: DatasetSpec | None = None,
+        num_keypoints: int | None = None,
+        loss: LossName = "mse",
+        rs_delta: float = 0.5,
+        rs_scope: Literal["heatmap", "batch"] = "heatmap",
+        instance_sort_weight: float = 1.0,
+        instance_sort_mode: Literal["instance", "keypoint"] = "instance",
+        flip_test: bool = True,
+        optimizer: Literal["adam", "adamw"] = "adam",
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        layer_decay: float | None = None,
+        warmup_iters: int = 500,
+        warmup_ratio: float = 0.001,
+        lr_schedule: Literal["step", "cosine"] = "step",
+        milestones: tuple[int, ...] = (170, 200),
+        gamma: float = 0.1,
+        min_lr_ratio: float = 0.0,
+        eval_nms: Literal["oks", "soft_oks", "none"] = "oks",
+        eval_nms_thr: float = 0.9,
+        keypoint_score_thr: float = 0.2,
+        eval_outfile_prefix: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "head", "codec", "spec"])
+        if codec is None or spec is None:
+            raise ValueError(
+                "PoseLitModule needs the data's codec and spec (the CLI links them from data.codec and data.spec; "
+                "in Python pass codec=datamodule.codec, spec=datamodule.spec)"
+            )
+        if loss == "mse" and codec.num_dims != 2:
+            raise ValueError(f"model.loss='mse' needs a heatmap codec, got {type(codec).__name__}; use 'kl' or 'rs'")
+        if loss == "kl" and codec.num_dims != 1:
+            raise ValueError(f"model.loss='kl' needs the SimCC codec, got {type(codec).__name__}; use 'mse' or 'rs'")
+        if num_keypoints is not None and num_keypoints != spec.num_keypoints:
+            raise ValueError(
+                f"model.num_keypoints={num_keypoints} disagrees with the data: dataset {spec.name!r} has "
+                f"{spec.num_keypoints} keypoints"
+            )
+        self.codec = codec
+        self.spec = spec
+        self.model = PoseModel(backbone, head, num_keypoints=spec.num_keypoints, input_size=codec.input_size)
+        self.register_buffer("sigmas", torch.tensor(spec.sigmas, dtype=torch.float32), persistent=False)
+        self.flip_indices = list(spec.flip_indices)
+        if loss == "rs":
+            self.spatial_loss: nn.Module = SpatialRSLoss(delta=rs_delta, scope=rs_scope)
+            self.instance_loss: nn.Module | None = (
+                InstanceSortLoss(delta=rs_delta, per_keypoint=instance_sort_mode == "keypoint")
+                if instance_sort_weight > 0
+                else None
+            )
+        else:
+            self.spatial_loss = KeypointMSELoss(use_target_weight=True) if loss == "mse" else KLDiscretLoss()
+            self.instance_loss = None
+        self.val_metric: PoseEvaluator | None = None
+        self.test_metric: PoseEvaluator | None = None
+
+    # ------------------------------------------------------------------ forward and decoding
+    def forward(self, image: Tensor) -> HeadOutput:
+        """image: (B, 3, H, W) normalised -> head output (heatmaps (B, K, h, w) or SimCC (x, y) vectors)."""
+        return self.model(image)
+
+    def _targets(self, batch: dict[str, Tensor]) -> list[Tensor]:
+        return [batch[key] for key in self.codec.target_keys]
+
+    def _outputs(self, output: HeadOutput) -> list[Tensor]:
+        return [output] if isinstance(output, Tensor) else list(output)
+
+    def predict_output(self, image: Tensor, output: HeadOutput | None = None) -> HeadOutput:
+        """Forward with optional flip test; float32 scores (a sigmoid after ranking training).
+
+        ``output`` is the plain forward of ``image`` when the caller has it already.
+        """
+        outputs = self._outputs(self(image) if output is None else output)
+        if self.hparams.flip_test:
+            flipped = self._outputs(self.codec.flip_back(self(image.flip(-1)), self.flip_indices))
+            outputs = [0.5 * (a.float() + b.float()) for a, b in zip(outputs, flipped)]
+        outputs = [o.float() for o in outputs]
+        if self.hparams.loss == "rs":
+            outputs = [o.sigmoid() for o in outputs]
+        return outputs[0] if len(outputs) == 1 else (outputs[0], outputs[1])
+
+    def decode_to_image(self, batch: dict[str, Tensor], output: HeadOutput | None = None) -> tuple[Tensor, Tensor]:
+        """Keypoints (B, K, 2) in image pixels and scores (B, K) for a batch."""
+        keypoints, scores = self.codec.decode(self.predict_output(batch["image"], output))
+        keypoints = crop_to_image(
+            keypoints, batch["center"].float(), batch["scale"].float(), self.codec.input_size, self.codec.use_udp
+        )
+        return keypoints, scores
+
+    # ------------------------------------------------------------------ training
+    def compute_loss(self, output: HeadOutput, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The loss and its logged components (all float32)."""
+        weight = batch["target_weight"].float()
+        parts: dict[str, Tensor] = {}
+        axis_losses = [self.spatial_loss(o, t, weight) for o, t in zip(self._outputs(output), self._targets(batch))]
+        parts["spatial"] = torch.stack(axis_losses).mean()
+        total = parts["spatial"]
+        if self.instance_loss is not None:
+            with torch.no_grad():
+                detached = tuple(o.detach().float() for o in self._outputs(output))
+                keypoints, _ = self.codec.decode(detached[0] if len(detached) == 1 else detached)
+            per_keypoint = self.hparams.instance_sort_mode == "keypoint"
+            quality = oks_quality(
+                keypoints,
+                batch["keypoints_input"].float(),
+                batch["keypoints_visible"].float() * (weight > 0),
+                batch["area_input"].float(),
+                self.sigmas,
+                per_keypoint=per_keypoint,
+            )
+            confidence = instance_confidence(output, weight, per_keypoint=per_keypoint)
+            if per_keypoint:
+                parts["instance_sort"] = self.instance_loss(confidence, quality, weight)
+            else:
+                valid = weight.sum(dim=1) > 0
+                parts["instance_sort"] = self.instance_loss(confidence[valid], quality[valid])
+            parts["oks_train"] = (quality if not per_keypoint else quality[weight > 0]).mean().detach()
+            total = total + self.hparams.instance_sort_weight * parts["instance_sort"]
+        parts["loss"] = total
+        return parts
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        parts = self.compute_loss(self(batch["image"]), batch)
+        batch_size = batch["image"].shape[0]
+        for name, value in parts.items():
+            self.log(f"train/{name}", value.detach(), batch_size=batch_size, prog_bar=name == "loss")
+        return parts["loss"]
+
+    # ------------------------------------------------------------------ evaluation
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            return
+        if stage in ("fit", "validate"):
+            self.val_metric = build_evaluator(datamodule, "val", self.hparams)
+        if stage == "test":
+            self.test_metric = build_evaluator(datamodule, "test", self.hparams)
+
+    def _eval_step(self, batch: dict[str, Tensor], metric: PoseEvaluator | None, prefix: str) -> None:
+        output = self(batch["image"])
+        keypoints, scores = self.decode_to_image(batch, output)
+        if metric is not None:
+            metric.update(batch, keypoints, scores)
+        if batch["target_weight"].sum() > 0:
+            loss = self.compute_loss(output, batch)["loss"]
+            self.log(f"{prefix}/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
+
+    def _eval_epoch_end(self, metric: PoseEvaluator | None, prefix: str) -> None:
+        if metric is None:
+            return
+        results = metric.compute()
+        metric.reset()
+        # compute() already gathered every rank's predictions: the values are identical on all ranks.
+        self.log_dict({f"{prefix}/{name}": float(value) for name, value in results.items()}, sync_dist=False)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metric, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end(self.val_metric, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metric, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end(self.test_metric, "test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[dict[str, Any]]:
+        """One dict per instance: image_id, instance_id, keypoints (K, 3) [x, y, score] in image px, the rescored
+        score (box score x mean keypoint score above ``keypoint_score_thr``), area (crop box, for OKS-NMS) and
+        image_file."""
+        keypoints, scores = self.decode_to_image(batch)
+        bbox_scores = batch["bbox_score"].float()
+        out = []
+        for i in range(keypoints.shape[0]):
+            kp_scores = scores[i]
+            above = kp_scores > self.hparams.keypoint_score_thr
+            mean_score = kp_scores[above].mean() if above.any() else kp_scores.new_zeros(())
+            out.append(
+                {
+                    "image_id": int(batch["image_id"][i]),
+                    "instance_id": int(batch["instance_id"][i]),
+                    "keypoints": torch.cat([keypoints[i], kp_scores[:, None]], dim=1).cpu(),
+                    "score": float(bbox_scores[i] * mean_score),
+                    "area": float(batch["scale"][i].float().prod()),
+                    "image_file": batch["image_file"][i] if "image_file" in batch else None,
+                }
+            )
+        return out
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        groups = build_param_groups(self.model, hp.weight_decay, hp.layer_decay)
+        optimizer = build_optimizer(groups, hp.optimizer, hp.lr)
+
+        def steps_per_epoch() -> int:
+            batches = self.trainer.num_training_batches  # inf until the fit loop has its dataloader
+            if not math.isfinite(batches):
+                return 1 << 62
+            return max(1, int(batches) // self.trainer.accumulate_grad_batches)
+
+        def total_steps() -> int:
+            return max(1, int(self.trainer.estimated_stepping_batches))
+
+        factor = lr_lambda(
+            hp.warmup_iters, hp.warmup_ratio, hp.lr_schedule, tuple(hp.milestones), hp.gamma,
+            steps_per_epoch, total_steps, hp.min_lr_ratio,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
