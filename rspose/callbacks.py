@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
@@ -99,7 +100,9 @@ class PosePredictionWriter(BasePredictionWriter):
             instances = [inst for part in gathered for inst in part]
         if trainer.global_rank != 0:
             return
-        results = predictions_to_coco(instances, pl_module.spec.sigmas, self.nms, self.nms_thr)
+        results = predictions_to_coco(
+            instances, pl_module.spec.sigmas, self.nms, self.nms_thr, pl_module.hparams.keypoint_score_thr
+        )
         path = Path(self.output_file or Path(trainer.log_dir or ".") / "predictions.keypoints.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results))
@@ -107,41 +110,35 @@ class PosePredictionWriter(BasePredictionWriter):
         if self.draw_dir is not None:
             from rspose.viz.skeleton import draw_predictions_on_images
 
-            image_paths = {int(inst["image_id"]): inst["image_file"] for inst in instances if "image_file" in inst}
+            image_paths = {int(inst["image_id"]): inst["image_file"] for inst in instances if inst.get("image_file")}
             draw_predictions_on_images(results, image_paths, pl_module.spec, self.draw_dir, kpt_thr=self.draw_thr)
 
 
 def predictions_to_coco(
-    instances: list[dict[str, Any]], sigmas: Any, nms: str, nms_thr: float
+    instances: list[dict[str, Any]],
+    sigmas: Any,
+    nms: Literal["oks", "soft_oks", "none"],
+    nms_thr: float,
+    keypoint_score_thr: float = 0.2,
 ) -> list[dict[str, Any]]:
-    """Deduplicate by instance id, apply per-image NMS and format as COCO keypoint results."""
-    from rspose.metrics.nms import oks_nms, soft_oks_nms
+    """Predict-step instances -> COCO keypoint results, exactly as the metric post-processes them:
+    deduplicate by instance id, rescore (box score x mean keypoint score above the threshold), per-image NMS,
+    sorted by (-score, instance id)."""
+    from rspose.metrics.coco_ap import KeypointPredictions, apply_nms, deduplicate, rescore, to_coco_results
 
-    unique = {int(inst["instance_id"]): inst for inst in instances}
-    ids = sorted(unique)
-    ordered = [unique[k] for k in ids]
-    if not ordered:
+    if not instances:
         return []
-    keypoints = torch.stack([torch.as_tensor(inst["keypoints"]) for inst in ordered])  # (N, K, 3)
-    scores = torch.tensor([inst["score"] for inst in ordered], dtype=torch.float64)
-    image_ids = torch.tensor([inst["image_id"] for inst in ordered], dtype=torch.int64)
-    areas = torch.tensor([inst["area"] for inst in ordered], dtype=torch.float64)
-    if nms == "none":
-        keep = torch.ones(len(ordered), dtype=torch.bool)
-    else:
-        nms_fn = oks_nms if nms == "oks" else soft_oks_nms
-        keep = nms_fn(keypoints[..., :2], scores, areas, torch.as_tensor(sigmas), nms_thr,
-                      image_ids=image_ids, instance_ids=torch.tensor(ids))
-    keep = torch.nonzero(keep).flatten()
-    order = sorted(keep.tolist(), key=lambda i: (-float(scores[i]), ids[i]))
-    results = []
-    for i in order:
-        results.append(
-            {
-                "image_id": int(image_ids[i]),
-                "category_id": 1,
-                "keypoints": [round(float(v), 3) for v in keypoints[i].reshape(-1)],
-                "score": float(scores[i]),
-            }
+    keypoints = np.stack([np.asarray(inst["keypoints"], dtype=np.float64) for inst in instances])  # (N, K, 3)
+    preds = deduplicate(
+        KeypointPredictions(
+            instance_ids=np.array([inst["instance_id"] for inst in instances], dtype=np.int64),
+            image_ids=np.array([inst["image_id"] for inst in instances], dtype=np.int64),
+            keypoints=keypoints[..., :2],
+            keypoint_scores=keypoints[..., 2],
+            bbox_scores=np.array([inst["bbox_score"] for inst in instances], dtype=np.float64),
+            areas=np.array([inst["area"] for inst in instances], dtype=np.float64),
         )
-    return results
+    )
+    scores = rescore(preds.keypoint_scores, preds.bbox_scores, "bbox_keypoint", keypoint_score_thr)
+    kept = apply_nms(preds, scores, np.asarray(sigmas, dtype=np.float64), nms, nms_thr)
+    return to_coco_results(preds.take(kept), scores[kept], category_id=1)

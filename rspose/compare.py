@@ -40,6 +40,7 @@ def run_variant(
         "--model.instance_sort_weight", str(lam),
         "--model.rs_scope", scope,
         "--model.eval_outfile_prefix", str(out / name),
+        "--model.eval_ap_before_nms", "true",
         "--trainer.default_root_dir", str(run_dir),
         *extra,
     ]

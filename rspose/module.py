@@ -63,6 +63,7 @@ class PoseLitModule(LightningModule):
         eval_nms, eval_nms_thr, keypoint_score_thr: OKS-NMS and rescoring of the COCO-style metric.
         eval_outfile_prefix: if set, the metric writes ``{prefix}.keypoints.json`` (COCO results) and
             ``{prefix}.instances.json`` (the per-instance table the notebook reads) at each evaluation.
+        eval_ap_before_nms: also evaluate AP without NMS (one more COCOeval), reported as ``AP_before_nms``.
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class PoseLitModule(LightningModule):
         eval_nms_thr: float = 0.9,
         keypoint_score_thr: float = 0.2,
         eval_outfile_prefix: str | None = None,
+        eval_ap_before_nms: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "head", "codec", "spec"])
@@ -239,27 +241,23 @@ class PoseLitModule(LightningModule):
         self._eval_epoch_end(self.test_metric, "test")
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[dict[str, Any]]:
-        """One dict per instance: image_id, instance_id, keypoints (K, 3) [x, y, score] in image px, the rescored
-        score (box score x mean keypoint score above ``keypoint_score_thr``), area (crop box, for OKS-NMS) and
-        image_file."""
+        """One dict per instance: image_id, instance_id, keypoints (K, 3) [x, y, score] in image px, bbox_score,
+        area (the crop box, for OKS-NMS) and image_file. Rescoring and NMS happen in the prediction writer."""
         keypoints, scores = self.decode_to_image(batch)
-        bbox_scores = batch["bbox_score"].float()
-        out = []
-        for i in range(keypoints.shape[0]):
-            kp_scores = scores[i]
-            above = kp_scores > self.hparams.keypoint_score_thr
-            mean_score = kp_scores[above].mean() if above.any() else kp_scores.new_zeros(())
-            out.append(
-                {
-                    "image_id": int(batch["image_id"][i]),
-                    "instance_id": int(batch["instance_id"][i]),
-                    "keypoints": torch.cat([keypoints[i], kp_scores[:, None]], dim=1).cpu(),
-                    "score": float(bbox_scores[i] * mean_score),
-                    "area": float(batch["scale"][i].float().prod()),
-                    "image_file": batch["image_file"][i] if "image_file" in batch else None,
-                }
-            )
-        return out
+        points = torch.cat([keypoints, scores[..., None]], dim=-1).cpu()
+        areas = batch["scale"].float().prod(dim=-1).tolist()
+        files = batch.get("image_file")
+        return [
+            {
+                "image_id": int(batch["image_id"][i]),
+                "instance_id": int(batch["instance_id"][i]),
+                "keypoints": points[i],
+                "bbox_score": float(batch["bbox_score"][i]),
+                "area": areas[i],
+                "image_file": files[i] if files is not None else None,
+            }
+            for i in range(points.shape[0])
+        ]
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

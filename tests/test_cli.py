@@ -70,10 +70,15 @@ def test_fit_validate_test_predict_fast_dev_run(synth, tmp_path, config, loss):
             assert f"{prefix}/AP" in metrics and f"{prefix}/spearman" in metrics, sorted(metrics)
             assert 0.0 <= float(metrics[f"{prefix}/AP"]) <= 1.0
     out = tmp_path / "preds.keypoints.json"
+    draw_dir = tmp_path / "drawn"
     run_lightning_cli(
-        ["predict", *args, "--trainer.fast_dev_run", "true", "--predict_writer.output_file", str(out)]
+        ["predict", *args, "--trainer.fast_dev_run", "true", "--predict_writer.output_file", str(out),
+         "--predict_writer.draw_dir", str(draw_dir)]
     )
     results = json.loads(out.read_text())
+    assert sorted(p.suffix for p in draw_dir.iterdir()) and all(p.stat().st_size > 0 for p in draw_dir.iterdir())
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True)  # ordered as the metric orders them
     assert results and all(len(r["keypoints"]) == 17 * 3 for r in results)
     gt = COCOApi(str(synth / "annotations" / "person_keypoints_val2017.json"))
     loaded = gt.loadRes(results)  # pycocotools accepts it (image ids, format)

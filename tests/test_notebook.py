@@ -1,4 +1,5 @@
-"""notebooks/correlation.ipynb runs end to end on two synthetic instance tables and saves its PNGs.
+"""notebooks/correlation.ipynb runs end to end on the per-instance tables of a tiny real `rspose compare` run
+(the `tiny_compare` fixture) and saves its PNGs.
 
 The kernel: nbclient starts a kernelspec written into tmp_path (found through JUPYTER_PATH) whose argv is
 this test's own interpreter, so the notebook runs in the same venv as pytest whatever kernels are registered
@@ -12,7 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -25,23 +25,6 @@ KERNEL = "rspose-test-python"
 PLOTS = ("score_vs_oks", "calibration", "keypoint_correlations", "ap_nms", "side_by_side")
 
 
-def synthetic_table(sign: int, seed: int, n: int = 120, k: int = 17) -> dict:
-    rng = np.random.default_rng(seed)
-    score = rng.uniform(0.05, 0.95, n)
-    oks = np.clip(0.5 + sign * (score - 0.5) + rng.normal(0, 0.1, n), 0, 1)
-    kscore = rng.uniform(0, 1, (n, k))
-    koks = np.clip(kscore + rng.normal(0, 0.3, (n, k)), 0, 1)
-    instances = [
-        {"instance_id": i, "image_id": i // 3, "score": float(score[i]), "bbox_score": 1.0, "oks": float(oks[i]),
-         "kept": bool(i % 6), "keypoint_scores": kscore[i].tolist(), "keypoint_oks": koks[i].tolist()}
-        for i in range(n)
-    ]
-    metrics = {"AP": 0.6 + 0.05 * sign, "spearman": 0.0, "spearman_before_nms": 0.0}
-    if sign > 0:
-        metrics["AP_before_nms"] = 0.6
-    return {"meta": {"keypoint_names": None, "sigmas": [0.05] * k, "metrics": metrics}, "instances": instances}
-
-
 def test_notebook_is_stripped():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -49,13 +32,8 @@ def test_notebook_is_stripped():
     assert "RSPOSE_INSTANCE_TABLES" in code[0].source
 
 
-def test_notebook_runs_on_two_tables(tmp_path, monkeypatch):
-    tables = []
-    for name, sign, seed in (("baseline", -1, 0), ("rspose", 1, 1)):
-        path = tmp_path / "runs" / f"{name}.instances.json"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(synthetic_table(sign, seed)))
-        tables.append(str(path))
+def test_notebook_runs_on_a_tiny_run(tmp_path, monkeypatch, tiny_compare):
+    tables = [str(tiny_compare / f"{name}.val.instances.json") for name in ("heatmap_mse", "heatmap_rs")]
     spec_dir = tmp_path / "jupyter" / "kernels" / KERNEL
     spec_dir.mkdir(parents=True)
     (spec_dir / "kernel.json").write_text(json.dumps({

@@ -84,6 +84,16 @@ def rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, score_mode: Sc
     return np.where(n_valid > 0, mean, 0.0) * bbox_scores
 
 
+def apply_nms(preds: KeypointPredictions, scores: np.ndarray, sigmas: np.ndarray, nms: NmsMode, thr: float) -> np.ndarray:
+    """(N,) bool mask of the predictions kept by per-image OKS-NMS / soft-OKS-NMS (all for "none")."""
+    nms_args = dict(image_ids=preds.image_ids, instance_ids=preds.instance_ids)
+    if nms == "oks":
+        return oks_nms(preds.keypoints, scores, preds.areas, sigmas, thr, **nms_args).numpy()
+    if nms == "soft_oks":
+        return soft_oks_nms(preds.keypoints, scores, preds.areas, sigmas, thr, **nms_args).numpy()
+    return np.ones(scores.shape[0], dtype=bool)
+
+
 def to_coco_results(preds: KeypointPredictions, scores: np.ndarray, category_id: int) -> list[dict]:
     """COCO keypoint results sorted by (-score, instance id); no "bbox" key."""
     order = np.lexsort((preds.instance_ids, -scores))
@@ -119,13 +129,7 @@ def evaluate_predictions(
     clock.tick("dedup")
     scores = rescore(preds.keypoint_scores, preds.bbox_scores, score_mode, keypoint_score_thr)
     clock.tick("rescore")
-    nms_args = dict(image_ids=preds.image_ids, instance_ids=preds.instance_ids)
-    if nms == "oks":
-        kept = oks_nms(preds.keypoints, scores, preds.areas, sigmas, nms_thr, **nms_args).numpy()
-    elif nms == "soft_oks":
-        kept = soft_oks_nms(preds.keypoints, scores, preds.areas, sigmas, nms_thr, **nms_args).numpy()
-    else:
-        kept = np.ones(scores.shape[0], dtype=bool)
+    kept = apply_nms(preds, scores, sigmas, nms, nms_thr)
     clock.tick("nms")
     v = gt.valid
     oks, _, kpt_oks = best_gt_oks(preds.keypoints, preds.image_ids, gt.keypoints[v], gt.visible[v],

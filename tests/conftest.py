@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny `rspose compare` run (real training, evaluation and per-instance tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rspose.data.synthetic import generate_synthetic_coco
+
+
+@pytest.fixture(scope="session")
+def tiny_compare(tmp_path_factory) -> Path:
+    """`rspose compare` on 16 synthetic images, one short epoch per run, both pairs; returns its output folder."""
+    from rspose.compare import main
+
+    root = tmp_path_factory.mktemp("compare")
+    data = root / "data"
+    generate_synthetic_coco(data, num_train=16, num_val=6, seed=3)
+    out = root / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main([
+            "--out", str(out), "--pairs", "heatmap", "simcc", "--",
+            "--data.root", str(data), "--data.num_workers", "0", "--data.persistent_workers", "false",
+            "--data.batch_size", "16", "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.num_sanity_val_steps", "0",
+        ])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    return out
