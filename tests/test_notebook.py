@@ -57,4 +57,4 @@ def test_notebook_runs_on_a_tiny_run(tmp_path, monkeypatch, tiny_compare):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == len(PLOTS)
     text = "".join(o.get("text", "") for o in outputs)
-    assert "spearman_keypoint" in text and "baseline" in text and "rspose" in text
+    assert "spearman" in text and "heatmap_mse.val" in text and "heatmap_rs.val" in text
