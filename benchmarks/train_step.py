@@ -20,11 +20,13 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch import Callback
+from torch.utils.data import DataLoader
 
 from rspose.codecs import MSRAHeatmap
 from rspose.data.specs import COCO
 from rspose.models import HeatmapHead, ResNetBackbone, TinyConvBackbone
 from rspose.module import PoseLitModule
+from rspose.optim import build_optimizer, build_param_groups
 
 MODELS = {
     "tiny": ((96, 128), (24, 32), lambda: TinyConvBackbone(32), lambda: HeatmapHead(deconv_out_channels=(),
@@ -87,16 +89,19 @@ def time_lightning(model: str, loss: str, batches: list[dict], skip: int) -> lis
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
         num_sanity_val_steps=0,
     )
-    trainer.fit(module, train_dataloaders=batches)
+    # batch_size=None: the loader yields the pre-collated batches as they are
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
     return timer.per_step(skip)
 
 
 def time_plain(model: str, loss: str, batches: list[dict], skip: int) -> list[float]:
     module = make_module(model, loss)
     module.train()
-    optimizer = module.configure_optimizers()["optimizer"]
+    # the optimizer configure_optimizers builds, without the Trainer-dependent schedule (warm-up is 0 here)
+    hp = module.hparams
+    optimizer = build_optimizer(build_param_groups(module.model, hp.weight_decay, hp.layer_decay), hp.optimizer, hp.lr)
     times = []
-    for batch in batches:
+    for batch in DataLoader(batches, batch_size=None, shuffle=False):
         start = time.perf_counter()
         out = module(batch["image"])
         value = module.compute_loss(out, batch)["loss"]
