@@ -75,5 +75,6 @@ def build_evaluator(datamodule: Any, stage: str, hparams: Any) -> PoseEvaluator 
             nms_thr=hparams.eval_nms_thr,
             outfile_prefix=f"{prefix}.{stage}" if prefix else None,
             report_ap_before_nms=getattr(hparams, "eval_ap_before_nms", False),
+            backend=getattr(hparams, "eval_backend", "pycocotools"),
         )
     )

@@ -290,7 +290,7 @@ def plot_runs_side_by_side(runs: Runs, bins: int = 10, out: str | Path | None = 
     runs = _as_runs(runs)
     fig = Figure(figsize=(max(15.0, 4.5 * len(runs)), 9.0), dpi=100, layout="constrained")
     top, bottom = fig.subfigures(2, 1)
-    axes = top.subplots(1, len(runs), squeeze=False, sharex=True, sharey=True)[0]
+    axes = top.subplots(1, len(runs), squeeze=False, sharey=True)[0]
     for i, (ax, (label, table)) in enumerate(zip(axes, runs.items())):
         _draw_scatter(ax, label, table, _color(i), max_points)
     ax_cal, ax_kpt, ax_ap = bottom.subplots(1, 3, width_ratios=[1.0, 2.0, 1.0])
