@@ -285,7 +285,7 @@ def plot_ap_before_after_nms(runs: Runs, out: str | Path | None = None) -> Figur
 
 def plot_runs_side_by_side(runs: Runs, bins: int = 10, out: str | Path | None = None,
                            max_points: int = MAX_SCATTER_POINTS) -> Figure:
-    """Comparison grid: top row, the score-vs-OKS scatter of each run (shared axes); bottom row, calibration,
+    """Comparison grid: top row, the score-vs-OKS scatter of each run (shared OKS axis; scores differ in scale across losses); bottom row, calibration,
     per-keypoint Spearman and AP before/after NMS of all runs. Size max(15, 4.5 R) x 9 in, 100 dpi."""
     runs = _as_runs(runs)
     fig = Figure(figsize=(max(15.0, 4.5 * len(runs)), 9.0), dpi=100, layout="constrained")
