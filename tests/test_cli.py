@@ -149,3 +149,14 @@ def test_wrong_path_fails_at_start_naming_the_key(synth, tmp_path):
 def test_keypoint_count_mismatch_fails_naming_it(synth, tmp_path):
     with pytest.raises(ValueError, match="num_keypoints=14.*17"):
         run_lightning_cli([*quick_args(synth, tmp_path), "--model.num_keypoints", "14"], run=False)
+
+
+@pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/quickstart_simcc.yaml"])
+def test_bf16_mixed_precision_trains_with_finite_losses(synth, tmp_path, config):
+    args = quick_args(synth, tmp_path, config) + ["--model.loss", "rs", "--trainer.precision", "bf16-mixed",
+                                                  "--trainer.fast_dev_run", "2"]
+    cli = run_lightning_cli(["fit", *args])
+    metrics = cli.trainer.callback_metrics
+    for key in ("train/loss", "train/spatial", "train/instance_sort"):
+        assert key in metrics and torch.isfinite(metrics[key]), key
+    assert 0.0 <= float(metrics["val/AP"]) <= 1.0
