@@ -160,3 +160,38 @@ def test_bf16_mixed_precision_trains_with_finite_losses(synth, tmp_path, config)
     for key in ("train/loss", "train/spatial", "train/instance_sort"):
         assert key in metrics and torch.isfinite(metrics[key]), key
     assert 0.0 <= float(metrics["val/AP"]) <= 1.0
+
+
+def test_ddp_validate_equals_single_process(synth, tmp_path):
+    """`validate` with 2 CPU processes (gloo, DistributedSampler padding) gives exactly the 1-process metrics."""
+    import subprocess
+    import sys
+
+    ckpt_dir = tmp_path / "ckpt"
+    run_lightning_cli(["fit", *quick_args(synth, tmp_path), "--trainer.max_epochs", "1",
+                       "--trainer.limit_train_batches", "3", "--trainer.check_val_every_n_epoch", "1",
+                       "--last_checkpoint.dirpath", str(ckpt_dir), "--checkpoint.dirpath", str(ckpt_dir)])
+    # Lightning's DDP launcher re-runs sys.argv in each new process, so the driver must be a script file.
+    driver = tmp_path / "validate_and_dump.py"
+    driver.write_text(
+        "import json, sys\n"
+        "from rspose.cli import run_lightning_cli\n"
+        "cli = run_lightning_cli(sys.argv[2:])\n"
+        "if cli.trainer.global_rank == 0:\n"
+        "    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}\n"
+        "    open(sys.argv[1], 'w').write(json.dumps(metrics))\n"
+    )
+    results = {}
+    for name, extra in (("single", ["--trainer.devices", "1"]),
+                        ("ddp", ["--trainer.strategy", "ddp", "--trainer.devices", "2"])):
+        out = tmp_path / f"{name}.json"
+        args = ["validate", *quick_args(synth, tmp_path / name), "--trainer.accelerator", "cpu", *extra,
+                "--ckpt_path", str(ckpt_dir / "last.ckpt")]
+        env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, str(driver), str(out), *args], timeout=300, env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = json.loads(out.read_text())
+    assert "val/AP" in results["single"]
+    for key in ("val/AP", "val/AR", "val/AP75", "val/spearman", "val/spearman_keypoint", "val/spearman_before_nms"):
+        assert results["ddp"][key] == results["single"][key], key
