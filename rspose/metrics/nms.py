@@ -55,6 +55,20 @@ def _nms_oks(kp_i: np.ndarray, kp_j: np.ndarray, area_i: np.ndarray, area_j: np.
     return np.exp(-e)
 
 
+def _prepare(keypoints, scores, areas, sigmas, image_ids, instance_ids) -> tuple[np.ndarray, ...]:
+    """NMS inputs as numpy: keypoints (N, K, 2), scores, areas, image ids, instance ids (N,), variances (K,)."""
+    kpts = _f64(keypoints).numpy()
+    n_all = kpts.shape[0]
+    return (
+        kpts,
+        _as_np(scores, n_all, np.float64, ""),
+        _f64(areas).reshape(-1).numpy(),
+        _as_np(image_ids, n_all, np.int64, "zeros"),
+        _as_np(instance_ids, n_all, np.int64, "arange"),
+        ((_f64(sigmas) * 2) ** 2).numpy(),
+    )
+
+
 def oks_nms(
     keypoints: ArrayLike,
     scores: ArrayLike,
@@ -78,16 +92,10 @@ def oks_nms(
     Returns:
         (N,) bool mask of the kept predictions.
     """
-    kpts = _f64(keypoints).numpy()
-    n_all = kpts.shape[0]
-    keep = np.zeros(n_all, dtype=bool)
-    if n_all == 0:
+    kpts, s, a, img, ids, variances = _prepare(keypoints, scores, areas, sigmas, image_ids, instance_ids)
+    keep = np.zeros(kpts.shape[0], dtype=bool)
+    if kpts.shape[0] == 0:
         return torch.from_numpy(keep)
-    s = _as_np(scores, n_all, np.float64, "")
-    a = _f64(areas).reshape(-1).numpy()
-    img = _as_np(image_ids, n_all, np.int64, "zeros")
-    ids = _as_np(instance_ids, n_all, np.int64, "arange")
-    variances = ((_f64(sigmas) * 2) ** 2).numpy()
     # Exact pruning: OKS <= (sum of the terms of a few probe keypoints + the K - P other terms at most 1) / K,
     # so a pair whose bound is below thr can not be suppressed; the full K terms are computed only for the
     # rest (for thr = 0.9 and K = 17 the P = 3 sharpest keypoints suffice). Margin 1e-6 >> rounding.
@@ -136,16 +144,10 @@ def soft_oks_nms(
     Returns:
         (N,) bool mask of the kept predictions; their scores are left unchanged (reference behaviour).
     """
-    kpts = _f64(keypoints).numpy()
-    n_all = kpts.shape[0]
-    keep = np.zeros(n_all, dtype=bool)
-    if n_all == 0:
+    kpts, s, a, img, ids, variances = _prepare(keypoints, scores, areas, sigmas, image_ids, instance_ids)
+    keep = np.zeros(kpts.shape[0], dtype=bool)
+    if kpts.shape[0] == 0:
         return torch.from_numpy(keep)
-    s = _as_np(scores, n_all, np.float64, "")
-    a = _f64(areas).reshape(-1).numpy()
-    img = _as_np(image_ids, n_all, np.int64, "zeros")
-    ids = _as_np(instance_ids, n_all, np.int64, "arange")
-    variances = ((_f64(sigmas) * 2) ** 2).numpy()
     for n, idx_all in _sorted_groups(img, s, ids):
         if n <= max_dets:  # every prediction is picked; rescoring only changes the pick order
             keep[idx_all.reshape(-1)] = True
