@@ -167,11 +167,18 @@ class PoseLitModule(LightningModule):
 
     # ------------------------------------------------------------------ training
     def compute_loss(self, output: HeadOutput, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The loss and its logged components (all float32)."""
+        """The loss and its logged components (all float32): ``loss``, ``spatial`` (with ``spatial_rank`` and
+        ``spatial_sort`` for Spatial-RS), ``instance_sort`` and ``oks_train`` (mean OKS quality of the decoded
+        training predictions) when Instance-Sort is on."""
         weight = batch["target_weight"].float()
         parts: dict[str, Tensor] = {}
-        axis_losses = [self.spatial_loss(o, t, weight) for o, t in zip(self._outputs(output), self._targets(batch))]
+        axis_losses, axis_parts = [], []
+        for o, t in zip(self._outputs(output), self._targets(batch)):
+            axis_losses.append(self.spatial_loss(o, t, weight))
+            axis_parts.append(dict(getattr(self.spatial_loss, "last_components", {})))  # Spatial-RS: rank, sort
         parts["spatial"] = torch.stack(axis_losses).mean()
+        for name in axis_parts[0]:
+            parts[f"spatial_{name}"] = torch.stack([p[name] for p in axis_parts]).mean()
         total = parts["spatial"]
         if self.instance_loss is not None:
             with torch.no_grad():

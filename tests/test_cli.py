@@ -157,8 +157,12 @@ def test_bf16_mixed_precision_trains_with_finite_losses(synth, tmp_path, config)
                                                   "--trainer.fast_dev_run", "2"]
     cli = run_lightning_cli(["fit", *args])
     metrics = cli.trainer.callback_metrics
-    for key in ("train/loss", "train/spatial", "train/instance_sort"):
+    for key in ("train/loss", "train/spatial", "train/spatial_rank", "train/spatial_sort", "train/instance_sort"):
         assert key in metrics and torch.isfinite(metrics[key]), key
+    # the logged parts add up: spatial = rank + sort, loss = spatial + lambda * instance_sort (lambda = 1)
+    assert torch.isclose(metrics["train/spatial"], metrics["train/spatial_rank"] + metrics["train/spatial_sort"],
+                         atol=1e-5)
+    assert torch.isclose(metrics["train/loss"], metrics["train/spatial"] + metrics["train/instance_sort"], atol=1e-5)
     assert 0.0 <= float(metrics["val/AP"]) <= 1.0
 
 
