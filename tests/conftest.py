@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny `rspose compare` run (real training, evaluation and per-instance tables)."""
+"""Shared fixtures: one torch thread per test, and a tiny `rspose compare` run (real training, evaluation and
+per-instance tables)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ import torch
 from rspose.data.synthetic import generate_synthetic_coco
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests use small tensors: one intra-op thread is faster and steadier than two on the 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_compare(tmp_path_factory) -> Path:
     """`rspose compare` on 16 synthetic images, one short epoch per run, both pairs; returns its output folder."""
@@ -19,7 +29,7 @@ def tiny_compare(tmp_path_factory) -> Path:
     data = root / "data"
     generate_synthetic_coco(data, num_train=16, num_val=6, seed=3)
     out = root / "out"
-    threads = torch.get_num_threads()
+    before = torch.get_num_threads()  # session fixtures are set up before the per-test thread fixture
     torch.set_num_threads(1)
     try:
         code = main([
@@ -30,6 +40,6 @@ def tiny_compare(tmp_path_factory) -> Path:
             "--trainer.num_sanity_val_steps", "0",
         ])
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     assert code == 0
     return out

@@ -25,13 +25,6 @@ def synth(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def quick_args(synth: Path, tmp_path: Path, config: str = "configs/quickstart.yaml") -> list[str]:
     return [

@@ -21,13 +21,6 @@ FLIP = list(COCO.flip_indices)
 K = len(FLIP)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # slow references (mmpose rules, loops)

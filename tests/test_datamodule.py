@@ -44,13 +44,6 @@ COCO_JSON = COCO_DIR / "test_coco.json"
 NO_AUG = dict(flip_prob=0.0, half_body_prob=0.0, shift_prob=0.0, scale_prob=0.0, rotate_prob=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def coco_instances(mode="train"):
     return read_coco(COCO_JSON, COCO_DIR, 17, (192, 256), mode=mode)

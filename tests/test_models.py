@@ -25,13 +25,6 @@ from rspose.models import (
 torch.manual_seed(0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions run much faster on one thread on the shared 2-core test machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def count(module: nn.Module) -> int:
