@@ -1,4 +1,4 @@
-"""The LightningModule: backbone + head + codec + loss(es), train/val/test/predict steps.
+"""The LightningModule: backbone + head + codec + loss, train/val/test/predict steps.
 
 Batches are the dicts of :class:`rspose.data.dataset.TopDownDataset` (B instances, K keypoints):
 ``image`` (B, 3, H, W); the codec's targets (``heatmaps`` (B, K, h, w) or ``target_x`` (B, K, Lx) and
@@ -6,11 +6,9 @@ Batches are the dicts of :class:`rspose.data.dataset.TopDownDataset` (B instance
 ``keypoints_visible`` (B, K); ``area_input`` (B,); and the meta that evaluation needs (``instance_id``,
 ``image_id``, ``center``, ``scale``, ``bbox_score``, ``keypoints``).
 
-Losses (``loss``):
-* ``"mse"``: keypoint MSE on heatmaps; ``"kl"``: SimCC KL divergence (the baselines);
-* ``"rs"``: Spatial-RS on every heatmap (or on both SimCC vectors), plus ``instance_sort_weight`` x
-  Instance-Sort between instance confidences and the OKS of the decoded, detached predictions.
-After ranking training, outputs are logits: flip averaging runs on logits, then a sigmoid, then decoding.
+The loss is an object (:class:`rspose.losses.PoseLoss`, chosen in the config by ``class_path``): the MSE and KL
+baselines or :class:`rspose.losses.RankingLoss`. When the loss says its outputs are logits
+(``loss.sigmoid_outputs``, the ranking losses), flip averaging runs on logits, then a sigmoid, then decoding.
 """
 
 from __future__ import annotations
@@ -26,18 +24,9 @@ from rspose.codecs.base import Codec, HeadOutput
 from rspose.data.specs import DatasetSpec
 from rspose.data.transforms import crop_to_image
 from rspose.evaluator import PoseEvaluator, build_evaluator
-from rspose.losses import (
-    InstanceSortLoss,
-    KeypointMSELoss,
-    KLDiscretLoss,
-    SpatialRSLoss,
-    instance_confidence,
-    oks_quality,
-)
+from rspose.losses import PoseLoss
 from rspose.models import PoseModel
 from rspose.optim import build_optimizer, build_param_groups, lr_lambda
-
-LossName = Literal["mse", "kl", "rs"]
 
 
 class PoseLitModule(LightningModule):
@@ -51,11 +40,8 @@ class PoseLitModule(LightningModule):
         codec: the data's codec (linked from ``data.codec`` by the CLI).
         spec: the data's dataset spec (linked from ``data.spec``): keypoint count, flip indices, OKS sigmas.
         num_keypoints: optional check: if given, it must equal the data's keypoint count.
-        loss: ``"mse"`` (heatmaps), ``"kl"`` (SimCC) or ``"rs"`` (ranking losses, both codec kinds).
-        rs_delta: delta of the smoothed step in Spatial-RS and Instance-Sort.
-        rs_scope: one Spatial-RS set per heatmap, or all pixels of the batch pooled into one set.
-        instance_sort_weight: lambda of ``L = Spatial-RS + lambda * Instance-Sort`` (0 disables it).
-        instance_sort_mode: one set of instance confidences, or one set per keypoint type.
+        loss: the training loss (``rspose.losses.KeypointMSELoss``, ``KLDiscretLoss`` or ``RankingLoss``); it must
+            suit the codec (checked here). Its outputs decide whether a sigmoid precedes decoding.
         flip_test: average with the flipped-back output of the mirrored crop at val/test/predict time.
         optimizer, lr, weight_decay, layer_decay: the optimiser (layer_decay: ViTPose layer-wise decay).
         warmup_iters, warmup_ratio: linear warm-up from ``warmup_ratio * lr``.
@@ -75,11 +61,7 @@ class PoseLitModule(LightningModule):
         codec: Codec | None = None,
         spec: DatasetSpec | None = None,
         num_keypoints: int | None = None,
-        loss: LossName = "mse",
-        rs_delta: float = 0.5,
-        rs_scope: Literal["heatmap", "batch"] = "heatmap",
-        instance_sort_weight: float = 1.0,
-        instance_sort_mode: Literal["instance", "keypoint"] = "instance",
+        loss: PoseLoss | None = None,
         flip_test: bool = True,
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 5e-4,
@@ -99,36 +81,28 @@ class PoseLitModule(LightningModule):
         eval_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "head", "codec", "spec"])
+        self.save_hyperparameters(ignore=["backbone", "head", "codec", "spec", "loss"])
         if codec is None or spec is None:
             raise ValueError(
                 "PoseLitModule needs the data's codec and spec (the CLI links them from data.codec and data.spec; "
                 "in Python pass codec=datamodule.codec, spec=datamodule.spec)"
             )
-        if loss == "mse" and codec.num_dims != 2:
-            raise ValueError(f"model.loss='mse' needs a heatmap codec, got {type(codec).__name__}; use 'kl' or 'rs'")
-        if loss == "kl" and codec.num_dims != 1:
-            raise ValueError(f"model.loss='kl' needs the SimCC codec, got {type(codec).__name__}; use 'mse' or 'rs'")
+        if loss is None:
+            raise ValueError(
+                "model.loss is required: e.g. {class_path: rspose.losses.RankingLoss} (or KeypointMSELoss for "
+                "heatmaps, KLDiscretLoss for SimCC)"
+            )
         if num_keypoints is not None and num_keypoints != spec.num_keypoints:
             raise ValueError(
                 f"model.num_keypoints={num_keypoints} disagrees with the data: dataset {spec.name!r} has "
                 f"{spec.num_keypoints} keypoints"
             )
+        loss.bind(codec, spec)
         self.codec = codec
         self.spec = spec
-        self.model = PoseModel(backbone, head, num_keypoints=spec.num_keypoints, input_size=codec.input_size)
-        self.register_buffer("sigmas", torch.tensor(spec.sigmas, dtype=torch.float32), persistent=False)
+        self.loss = loss
+        self.model = PoseModel(backbone, head, num_keypoints=spec.num_keypoints, codec=codec)
         self.flip_indices = list(spec.flip_indices)
-        if loss == "rs":
-            self.spatial_loss: nn.Module = SpatialRSLoss(delta=rs_delta, scope=rs_scope)
-            self.instance_loss: nn.Module | None = (
-                InstanceSortLoss(delta=rs_delta, per_keypoint=instance_sort_mode == "keypoint")
-                if instance_sort_weight > 0
-                else None
-            )
-        else:
-            self.spatial_loss = KeypointMSELoss(use_target_weight=True) if loss == "mse" else KLDiscretLoss()
-            self.instance_loss = None
         self.val_metric: PoseEvaluator | None = None
         self.test_metric: PoseEvaluator | None = None
 
@@ -136,9 +110,6 @@ class PoseLitModule(LightningModule):
     def forward(self, image: Tensor) -> HeadOutput:
         """image: (B, 3, H, W) normalised -> head output (heatmaps (B, K, h, w) or SimCC (x, y) vectors)."""
         return self.model(image)
-
-    def _targets(self, batch: dict[str, Tensor]) -> list[Tensor]:
-        return [batch[key] for key in self.codec.target_keys]
 
     def _outputs(self, output: HeadOutput) -> list[Tensor]:
         return [output] if isinstance(output, Tensor) else list(output)
@@ -153,7 +124,7 @@ class PoseLitModule(LightningModule):
             flipped = self._outputs(self.codec.flip_back(self(image.flip(-1)), self.flip_indices))
             outputs = [0.5 * (a.float() + b.float()) for a, b in zip(outputs, flipped)]
         outputs = [o.float() for o in outputs]
-        if self.hparams.loss == "rs":
+        if self.loss.sigmoid_outputs:
             outputs = [o.sigmoid() for o in outputs]
         return outputs[0] if len(outputs) == 1 else (outputs[0], outputs[1])
 
@@ -167,49 +138,27 @@ class PoseLitModule(LightningModule):
 
     # ------------------------------------------------------------------ training
     def compute_loss(self, output: HeadOutput, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The loss and its logged components (all float32): ``loss``, ``spatial`` (with ``spatial_rank`` and
-        ``spatial_sort`` for Spatial-RS), ``instance_sort`` and ``oks_train`` (mean OKS quality of the decoded
-        training predictions) when Instance-Sort is on."""
-        weight = batch["target_weight"].float()
-        parts: dict[str, Tensor] = {}
-        axis_losses, axis_parts = [], []
-        for o, t in zip(self._outputs(output), self._targets(batch)):
-            axis_losses.append(self.spatial_loss(o, t, weight))
-            axis_parts.append(dict(getattr(self.spatial_loss, "last_components", {})))  # Spatial-RS: rank, sort
-        parts["spatial"] = torch.stack(axis_losses).mean()
-        for name in axis_parts[0]:
-            parts[f"spatial_{name}"] = torch.stack([p[name] for p in axis_parts]).mean()
-        total = parts["spatial"]
-        if self.instance_loss is not None:
-            with torch.no_grad():
-                detached = tuple(o.detach().float() for o in self._outputs(output))
-                keypoints, _ = self.codec.decode(detached[0] if len(detached) == 1 else detached)
-            per_keypoint = self.hparams.instance_sort_mode == "keypoint"
-            quality = oks_quality(
-                keypoints,
-                batch["keypoints_input"].float(),
-                batch["keypoints_visible"].float() * (weight > 0),
-                batch["area_input"].float(),
-                self.sigmas,
-                per_keypoint=per_keypoint,
-            )
-            confidence = instance_confidence(output, weight, per_keypoint=per_keypoint)
-            if per_keypoint:
-                parts["instance_sort"] = self.instance_loss(confidence, quality, weight)
-            else:
-                valid = weight.sum(dim=1) > 0
-                parts["instance_sort"] = self.instance_loss(confidence[valid], quality[valid])
-            parts["oks_train"] = (quality if not per_keypoint else quality[weight > 0]).mean().detach()
-            total = total + self.hparams.instance_sort_weight * parts["instance_sort"]
-        parts["loss"] = total
-        return parts
+        """``self.loss(output, batch)``: ``loss`` and the loss's logged parts (float32 scalars)."""
+        return self.loss(output, batch)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         parts = self.compute_loss(self(batch["image"]), batch)
+        loss = parts["loss"]
+        if not bool(torch.isfinite(loss)) and not self._scaler_skips_nonfinite():
+            values = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+            raise FloatingPointError(
+                f"non-finite training loss at epoch {self.current_epoch}, step {self.global_step} ({values}): the model "
+                "diverged or the batch holds NaN/inf; lower model.lr, set trainer.gradient_clip_val, or check the data"
+            )
         batch_size = batch["image"].shape[0]
         for name, value in parts.items():
             self.log(f"train/{name}", value.detach(), batch_size=batch_size, prog_bar=name == "loss")
-        return parts["loss"]
+        return loss
+
+    def _scaler_skips_nonfinite(self) -> bool:
+        """fp16 mixed precision: a GradScaler skips steps with inf/NaN gradients and lowers its scale."""
+        trainer = self._trainer
+        return trainer is not None and str(trainer.precision) in ("16-mixed", "16")
 
     # ------------------------------------------------------------------ evaluation
     def setup(self, stage: str) -> None:

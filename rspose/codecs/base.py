@@ -68,7 +68,7 @@ class Codec(ABC):
         """Map the head output of a horizontally flipped crop back to the original frame.
 
         Mirrors along x, permutes keypoints by ``flip_indices`` and applies this codec's shift
-        (PROTOCOLS.md: MSRA heatmaps 1 px, UDP none, SimCC k - 1 bins).
+        (docs/protocols.md: MSRA heatmaps 1 px, UDP none, SimCC k - 1 bins).
         """
 
     @property

@@ -5,7 +5,7 @@ Conventions (mmpose 1.x ``MSRAHeatmap``):
 * stride s = input_size / heatmap_size per axis; a keypoint at input pixel x sits at heatmap x / s.
 * encode: centre ``int(x / s + 0.5)`` (truncation toward zero, as mmpose), a Gaussian of peak 1 on the square
   patch |p - centre| <= 3 sigma (per axis), zero elsewhere; with ``unbiased=True`` (DARK encoding) the Gaussian
-  is centred at the sub-pixel x / s instead, on the same patch (mmpose leaves it untruncated; METHOD.md needs
+  is centred at the sub-pixel x / s instead, on the same patch (mmpose leaves it untruncated; docs/method.md needs
   it truncated). target_weight is 0 for an unlabelled keypoint or when the patch has no pixel on the map.
 * decode: argmax, then the quarter-pixel shift toward the larger neighbour (or DARK when ``unbiased``), times s.
 * flip_back: mirror x, permute keypoints by flip_indices, then shift one pixel right

@@ -4,7 +4,7 @@ Conventions (mmpose 1.x ``SimCCLabel`` with ``smoothing_type='gaussian'``, ``nor
 
 * k = simcc_split_ratio; bins Lx = round(W k), Ly = round(H k); input pixel x sits at bin x k.
 * encode: centre bin ``round(x k)`` (numpy round-half-to-even, as mmpose), labels ``exp(-(b - mu)^2 / (2 sigma^2))``
-  with peak exactly 1, TRUNCATED to |b - mu| <= 3 sigma (zero beyond; mmpose leaves the tails, METHOD.md needs
+  with peak exactly 1, TRUNCATED to |b - mu| <= 3 sigma (zero beyond; mmpose leaves the tails, docs/method.md needs
   them cut). target_weight is 0 for an unlabelled keypoint or when either axis has no bin inside its vector.
 * decode: argmax per axis / k; score = min(max_x, max_y) (mmpose ``get_simcc_maximum``, without its -1 for
   non-positive maxima).

@@ -1,6 +1,6 @@
 """PoseDataModule: the dataset section of the CLI (files, boxes, loaders, augmentation switches).
 
-Reference layouts (PROTOCOLS.md), relative to ``root`` (default ``data/<dataset>``):
+Reference layouts (docs/protocols.md), relative to ``root`` (default ``data/<dataset>``):
 
 ============  =======================================================  ==========  ==================================
 dataset       train / val (= test) annotation files                    images      test boxes (``"auto"``)

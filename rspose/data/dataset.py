@@ -1,6 +1,6 @@
 """TopDownDataset: one person instance -> one normalised crop, its codec targets and its metadata.
 
-Pipeline per sample (train order, PROTOCOLS.md): decode the image (cv2, BGR) -> box centre/scale (padding
+Pipeline per sample (train order, docs/protocols.md): decode the image (cv2, BGR) -> box centre/scale (padding
 1.25) -> random flip -> half body -> random shift/scale/rotation -> scale to the input aspect ratio -> one
 bilinear ``cv2.warpAffine`` from the full image (the flip is folded into the matrix) -> codec.encode of the
 keypoints in crop pixels -> RGB ImageNet normalisation. Validation/test use the reader's centre and scale and no

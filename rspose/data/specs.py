@@ -1,6 +1,6 @@
 """Dataset specifications: keypoint names, flip indices, OKS sigmas, body-part ids and skeletons.
 
-The numbers follow ../shared/docs/PROTOCOLS.md (the reference toolkits). A custom COCO-format dataset
+The numbers follow docs/protocols.md (the reference toolkits). A custom COCO-format dataset
 takes its keypoint names and skeleton from the annotation JSON and its sigmas and flip indices from the
 config (see :func:`spec_from_coco_json`).
 """

@@ -1,15 +1,21 @@
-"""Losses: the baselines (keypoint MSE, SimCC KL) and the ranking losses of RSPose (Spatial-RS, Instance-Sort).
+"""Losses. A config chooses one :class:`PoseLoss` as ``model.loss`` (by ``class_path``):
 
-Training with ranking losses: ``L = SpatialRSLoss(pred, target, w) + lambda * InstanceSortLoss(c, q)`` with
-``c = instance_confidence(pred, w)`` and ``q = oks_quality(decoded, gt, visible, area, sigmas)``;
-lambda = ``DEFAULT_INSTANCE_SORT_WEIGHT``, delta = ``DEFAULT_DELTA`` (METHOD.md).
+* :class:`KeypointMSELoss`: the heatmap baseline (SimpleBaseline, HRNet, ViTPose);
+* :class:`KLDiscretLoss`: the SimCC baseline;
+* :class:`RankingLoss`: the RSPose objective, Spatial-RS + lambda x Instance-Sort, for both codec kinds.
+
+Its parts, usable on plain tensors: :class:`SpatialRSLoss`, :class:`InstanceSortLoss`, :func:`rank_sort` (the
+exact vectorised Rank & Sort core), :func:`instance_confidence`, :func:`oks_quality`, :func:`keypoint_mse`,
+:func:`kl_discrete`. Definitions: docs/method.md.
 """
 
+from rspose.losses.base import PoseLoss
 from rspose.losses.instance_sort import DEFAULT_INSTANCE_SORT_WEIGHT, InstanceSortLoss
-from rspose.losses.kl import KLDiscretLoss
-from rspose.losses.mse import KeypointMSELoss
+from rspose.losses.kl import KLDiscretLoss, kl_discrete
+from rspose.losses.mse import KeypointMSELoss, keypoint_mse
 from rspose.losses.quality import MIN_QUALITY, instance_confidence, keypoint_max_logits, oks_quality
 from rspose.losses.rank_sort import DEFAULT_DELTA, RankSortOutput, rank_sort, smoothed_step
+from rspose.losses.ranking import RankingLoss
 from rspose.losses.spatial_rs import SpatialRSLoss, identity_update
 
 __all__ = [
@@ -19,11 +25,15 @@ __all__ = [
     "InstanceSortLoss",
     "KLDiscretLoss",
     "KeypointMSELoss",
+    "PoseLoss",
     "RankSortOutput",
+    "RankingLoss",
     "SpatialRSLoss",
     "identity_update",
     "instance_confidence",
     "keypoint_max_logits",
+    "keypoint_mse",
+    "kl_discrete",
     "oks_quality",
     "rank_sort",
     "smoothed_step",

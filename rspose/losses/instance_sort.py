@@ -1,4 +1,4 @@
-"""Instance-Sort: sort instance confidences by their localisation quality (OKS), METHOD.md.
+"""Instance-Sort: sort instance confidences by their localisation quality (OKS), docs/method.md.
 
 The set is the instances of the batch: confidences c_n (see :func:`rspose.losses.instance_confidence`)
 labelled with their OKS q_n in (0, 1] (see :func:`rspose.losses.oks_quality`). Every element is a
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from rspose.losses.rank_sort import DEFAULT_DELTA, rank_sort
 from rspose.losses.spatial_rs import identity_update
 
-#: lambda in L = Spatial-RS + lambda * Instance-Sort (METHOD.md).
+#: lambda in L = Spatial-RS + lambda * Instance-Sort (docs/method.md).
 DEFAULT_INSTANCE_SORT_WEIGHT = 1.0
 
 
@@ -23,7 +23,7 @@ class InstanceSortLoss(nn.Module):
     """Sort loss of instance (or per-keypoint) confidences against their OKS quality.
 
     Args:
-        delta: smoothing of the step function H (METHOD.md).
+        delta: smoothing of the step function H (docs/method.md).
         per_keypoint: False: one set of N instance confidences. True: one set per keypoint type k, over
             the instances where that keypoint is labelled; the loss is the mean over keypoint types that
             have at least one labelled instance.
@@ -36,8 +36,8 @@ class InstanceSortLoss(nn.Module):
       (<= 0: not in keypoint k's set; None: all in).
 
     Quality values must be > 0 (every element is a positive); clamp them (``oks_quality`` does).
-    With no element in any set the loss is 0 with a zero gradient. ``self.last_components`` holds
-    ``{"sort": Tensor}`` after each call.
+    With no element in any set the loss is 0 with a zero gradient. A NaN or inf score or quality in a set
+    makes the loss and the gradient NaN (never a finite loss with a broken gradient).
     """
 
     def __init__(self, delta: float = DEFAULT_DELTA, per_keypoint: bool = False) -> None:
@@ -46,7 +46,6 @@ class InstanceSortLoss(nn.Module):
             raise ValueError(f"InstanceSortLoss: delta must be >= 0, got {delta}")
         self.delta = float(delta)
         self.per_keypoint = bool(per_keypoint)
-        self.last_components: dict[str, Tensor] = {}
 
     def extra_repr(self) -> str:
         return f"delta={self.delta}, per_keypoint={self.per_keypoint}"
@@ -63,29 +62,26 @@ class InstanceSortLoss(nn.Module):
             raise ValueError(f"InstanceSortLoss: weight must be {names} like scores, got {tuple(weight.shape)}")
         q = quality.detach().float()
         keep = torch.ones_like(q, dtype=torch.bool) if weight is None else weight.detach() > 0
-        if bool((q[keep] <= 0).any()):
+        if bool((q[keep] <= 0).any()):  # NaN compares False: handled below
             raise ValueError("InstanceSortLoss: quality must be > 0 for every element in a set (clamp it, e.g. 1e-6)")
         # sets as rows: (1, N) for instances, (K, N) for keypoint types
         labels = q.reshape(1, -1) if not self.per_keypoint else q.t().contiguous()
         mask = keep.reshape(1, -1) if not self.per_keypoint else keep.t().contiguous()
         labels = torch.where(mask, labels, torch.zeros_like(labels))
         rows = mask.any(1).nonzero(as_tuple=True)[0]
-        components: dict[str, Tensor] = {}
+        finite = bool(torch.isfinite(q[keep]).all()) and bool(torch.isfinite(scores.detach()[keep]).all())
 
         def compute(p: Tensor) -> tuple[Tensor, Tensor]:
+            if not finite:
+                return torch.full((), float("nan"), device=p.device), torch.full_like(p, float("nan"))
             logits = p.reshape(1, -1) if not self.per_keypoint else p.t()
             if rows.numel() == 0:
-                zero = p.new_zeros(())
-                components["sort"] = zero
-                return zero, torch.zeros_like(p)
+                return p.new_zeros(()), torch.zeros_like(p)
             out = rank_sort(logits, labels, self.delta, rows=rows, mask=mask)
             n = rows.numel()
             loss = (out.sort.sum() / n).float()
-            components["sort"] = loss
             grad = out.grad.div_(n)
             return loss, (grad.view_as(p) if not self.per_keypoint else grad.t().contiguous())
 
         with torch.autocast(device_type=scores.device.type, enabled=False):
-            loss = identity_update(scores.float(), compute)
-        self.last_components = components
-        return loss
+            return identity_update(scores.float(), compute)

@@ -1,14 +1,17 @@
-"""The inputs of Instance-Sort: instance confidence from a head's output, and OKS quality (METHOD.md).
+"""The inputs of Instance-Sort: instance confidence from a head's output, and OKS quality (docs/method.md).
 
-* :func:`instance_confidence`: c_n = mean over the valid keypoints of instance n of the max logit of that
-  keypoint's heatmap (SimCC: the min of the x and y max logits). Differentiable: the gradient flows
-  through the mean and the max to the arg-max pixels (shared equally among tied maxima).
-* :func:`oks_quality`: q_n = OKS (PROTOCOLS.md, pycocotools' formula) between the decoded, detached
+* :func:`instance_confidence`: c_n from the max logit of each keypoint's heatmap (SimCC: the min of the x
+  and y max logits): their mean over the valid keypoints (the first reconstruction), the mean of their
+  sigmoids, or the test-time score (mean of the sigmoids above the rescoring threshold). Differentiable:
+  the gradient flows through the mean and the max to the arg-max pixels (shared equally among tied maxima).
+* :func:`oks_quality`: q_n = OKS (pycocotools' formula, docs/protocols.md) between the decoded, detached
   prediction and the ground truth, both in input-crop pixels, with the instance area scaled into the crop;
   clamped to >= 1e-6 so that every instance is a positive of the Instance-Sort set.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -34,18 +37,38 @@ def keypoint_max_logits(output: HeadOutput) -> Tensor:
     return torch.minimum(output[0].float().amax(-1), output[1].float().amax(-1))
 
 
-def instance_confidence(output: HeadOutput, target_weight: Tensor, per_keypoint: bool = False) -> Tensor:
+ConfidenceKind = Literal["max_logit", "sigmoid", "score"]
+
+
+def instance_confidence(
+    output: HeadOutput,
+    target_weight: Tensor,
+    per_keypoint: bool = False,
+    kind: ConfidenceKind = "max_logit",
+    score_thr: float = 0.2,
+) -> Tensor:
     """Confidence of every instance (or keypoint), differentiable w.r.t. ``output``.
 
     Args:
         output: (B, K, H, W) heatmap logits, or the SimCC pair ((B, K, Lx), (B, K, Ly)).
         target_weight: (B, K); > 0 marks a valid (labelled) keypoint.
-        per_keypoint: return the (B, K) keypoint confidences instead of their mean.
+        per_keypoint: return the (B, K) keypoint confidences instead of the instance confidence.
+        kind: with m_k the max logit of keypoint k (:func:`keypoint_max_logits`):
+
+            * ``"max_logit"``: keypoint m_k; instance = mean of m_k over the valid keypoints (the first
+              reconstruction of the method);
+            * ``"sigmoid"``: keypoint sigmoid(m_k); instance = mean of sigmoid(m_k) over the valid keypoints;
+            * ``"score"``: keypoint sigmoid(m_k); instance = mean of sigmoid(m_k) over ALL keypoints whose
+              sigmoid(m_k) > ``score_thr`` (0 when none): the score that test-time rescoring ranks (without the
+              box score). The threshold mask is not differentiated.
+        score_thr: the rescoring threshold of ``"score"``.
 
     Returns:
-        (B,) float32: mean over valid keypoints of the max logits (0 for an instance without a valid
-        keypoint; leave such instances out of the Instance-Sort set), or (B, K) when ``per_keypoint``.
+        (B,) float32 (for ``max_logit`` / ``sigmoid`` 0 for an instance without a valid keypoint: leave such
+        instances out of the Instance-Sort set), or (B, K) when ``per_keypoint``.
     """
+    if kind not in ("max_logit", "sigmoid", "score"):
+        raise ValueError(f"instance_confidence: kind={kind!r}, expected 'max_logit', 'sigmoid' or 'score'")
     with torch.autocast(device_type=target_weight.device.type, enabled=False):
         maxima = keypoint_max_logits(output)
         if target_weight.dim() == 3 and target_weight.shape[-1] == 1:
@@ -55,10 +78,14 @@ def instance_confidence(output: HeadOutput, target_weight: Tensor, per_keypoint:
                 f"instance_confidence: target_weight must be (B, K) = {tuple(maxima.shape)}, "
                 f"got {tuple(target_weight.shape)}"
             )
+        values = maxima if kind == "max_logit" else maxima.sigmoid()
         if per_keypoint:
-            return maxima
-        valid = (target_weight.detach() > 0).float()
-        return (maxima * valid).sum(1) / valid.sum(1).clamp(min=1)
+            return values
+        if kind == "score":
+            used = (values.detach() > score_thr).float()
+        else:
+            used = (target_weight.detach() > 0).float()
+        return (values * used).sum(1) / used.sum(1).clamp(min=1)
 
 
 @torch.no_grad()
@@ -72,7 +99,7 @@ def oks_quality(
 ) -> Tensor:
     """OKS between predictions and their own ground truth, detached, clamped to >= 1e-6.
 
-    e_k = d_k^2 / (2 sigma_k)^2 / (area + eps) / 2 (PROTOCOLS.md), OKS = mean of exp(-e_k) over labelled
+    e_k = d_k^2 / (2 sigma_k)^2 / (area + eps) / 2 (docs/protocols.md), OKS = mean of exp(-e_k) over labelled
     keypoints.
 
     Args:

@@ -1,6 +1,6 @@
 """The Rank & Sort error of many sets at once, exact and vectorised, with its identity-update gradient.
 
-METHOD.md is the definition of record. A *set* is a row of logits ``s`` with labels ``y`` in [0, 1]:
+docs/method.md is the definition of record. A *set* is a row of logits ``s`` with labels ``y`` in [0, 1]:
 positives P = {y > 0}, negatives N = {y = 0}. With the smoothed step
 ``H(x) = clamp(x / (2 delta) + 0.5, 0, 1)`` (``delta = 0``: the hard step ``x >= 0``) and
 ``x_ij = s_j - s_i``, every positive i has
@@ -11,7 +11,7 @@ positives P = {y > 0}, negatives N = {y = 0}. With the smoothed step
     lS*(i) = sum_{j in P, y_j >= y_i} H(x_ij) (1 - y_j) / sum_{j in P, y_j >= y_i} H(x_ij)
 
 and the set's Rank error is mean_i lR(i), its Sort error mean_i (lS(i) - lS*(i)). The gradient is the
-identity update of METHOD.md (not autograd through H), divided by |P|.
+identity update of docs/method.md (not autograd through H), divided by |P|.
 
 How it is computed (no positives x pixels tensor is ever built):
 
@@ -39,7 +39,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-#: The smoothing of the step function H used when none is given (METHOD.md).
+#: The smoothing of the step function H used when none is given (docs/method.md).
 DEFAULT_DELTA = 0.5
 #: Threshold below which fp(i) or the sorting normaliser counts as zero (as in the reference RS loss).
 EPS = 1e-10
@@ -72,7 +72,7 @@ class RankSortOutput:
 
 
 def smoothed_step(x: Tensor, delta: float) -> Tensor:
-    """H(x) of METHOD.md: clamp(x / (2 delta) + 0.5, 0, 1); the hard step ``x >= 0`` when delta = 0."""
+    """H(x) of docs/method.md: clamp(x / (2 delta) + 0.5, 0, 1); the hard step ``x >= 0`` when delta = 0."""
     if delta == 0:
         return (x >= 0).to(x.dtype)
     return (x / (2 * delta) + 0.5).clamp(0, 1)

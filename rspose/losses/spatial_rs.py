@@ -1,6 +1,6 @@
 """Spatial-RS: the Rank & Sort loss over the pixels of each heatmap (or bins of each SimCC vector).
 
-Replaces MSE (2-D heatmaps) and KL (1-D SimCC vectors). METHOD.md, "Spatial-RS loss":
+Replaces MSE (2-D heatmaps) and KL (1-D SimCC vectors). docs/method.md, "Spatial-RS":
 
 * ``scope="heatmap"`` (default): one set per (instance b, keypoint k); labels are the target Gaussian
   (peak 1, truncated at 3 sigma, 0 = negative). A heatmap is *valid* when its target weight is > 0 and it
@@ -50,7 +50,7 @@ class SpatialRSLoss(nn.Module):
     """Rank & Sort loss over heatmap pixels (2-D) or SimCC bins (1-D).
 
     Args:
-        delta: smoothing of the step function H (METHOD.md); 0 gives the hard step.
+        delta: smoothing of the step function H (docs/method.md); 0 gives the hard step.
         scope: ``"heatmap"``: one set per heatmap; ``"batch"``: all pixels of the batch in one set.
 
     Call: ``loss(pred, target, target_weight) -> Tensor`` (scalar, float32), with
@@ -59,9 +59,10 @@ class SpatialRSLoss(nn.Module):
     * target: same shape, labels in [0, 1] (0 = negative);
     * target_weight: (B, K) (or (B, K, 1)); > 0 marks a labelled keypoint.
 
-    After every call ``self.last_components`` holds ``{"rank": Tensor, "sort": Tensor}`` (detached float32
-    scalars, mean over valid heatmaps, ``rank + sort == loss``) for logging; :meth:`components` computes
-    them without a graph. With no valid heatmap the loss is 0 with a zero gradient.
+    Returns ``{"loss": Tensor, "rank": Tensor, "sort": Tensor}``: float32 scalars, the means over valid
+    heatmaps, ``rank + sort == loss``; only ``loss`` carries the gradient. With no valid heatmap the loss is 0
+    with a zero gradient. A NaN or inf logit in a valid heatmap makes the loss and every gradient NaN (as MSE
+    would), so that a diverged model is visible in the logged loss and a GradScaler skips the step.
     """
 
     def __init__(self, delta: float = DEFAULT_DELTA, scope: Scope = "heatmap") -> None:
@@ -72,31 +73,22 @@ class SpatialRSLoss(nn.Module):
             raise ValueError(f"SpatialRSLoss: scope must be 'heatmap' or 'batch', got {scope!r}")
         self.delta = float(delta)
         self.scope: Scope = scope
-        self.last_components: dict[str, Tensor] = {}
 
     def extra_repr(self) -> str:
         return f"delta={self.delta}, scope={self.scope!r}"
 
-    def forward(self, pred: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
+    def forward(self, pred: Tensor, target: Tensor, target_weight: Tensor) -> dict[str, Tensor]:
         flat_target, weight = self._check(pred, target, target_weight)
-        components: dict[str, Tensor] = {}
+        parts: dict[str, Tensor] = {}
 
         def compute(p: Tensor) -> tuple[Tensor, Tensor]:
             loss, grad, rank, sort = self._compute(p.float().reshape(flat_target.shape), flat_target, weight)
-            components.update(rank=rank, sort=sort)
+            parts.update(rank=rank, sort=sort)
             return loss, grad.view(p.shape)
 
         with torch.autocast(device_type=pred.device.type, enabled=False):
             loss = identity_update(pred.float(), compute)
-        self.last_components = components
-        return loss
-
-    @torch.no_grad()
-    def components(self, pred: Tensor, target: Tensor, target_weight: Tensor) -> dict[str, Tensor]:
-        """``{"rank": Tensor, "sort": Tensor}`` (float32 scalars) without building a graph."""
-        flat_target, weight = self._check(pred, target, target_weight)
-        _, _, rank, sort = self._compute(pred.detach().float().reshape(flat_target.shape), flat_target, weight)
-        return {"rank": rank, "sort": sort}
+        return {"loss": loss, **parts}
 
     def _check(self, pred: Tensor, target: Tensor, target_weight: Tensor) -> tuple[Tensor, Tensor]:
         if pred.dim() < 3:
@@ -117,18 +109,19 @@ class SpatialRSLoss(nn.Module):
     def _compute(self, pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """pred, target (B*K, S) float32, weight (B*K,) bool -> (loss, grad (B*K, S), rank, sort)."""
         zero = pred.new_zeros(())
+        used = weight & (target > 0).any(1) if self.scope == "heatmap" else weight
+        rows = used.nonzero(as_tuple=True)[0]
+        if rows.numel() == 0:
+            return zero, torch.zeros_like(pred), zero, zero
+        if not bool(torch.isfinite(pred).all(1)[rows].all()):
+            nan = torch.full((), float("nan"), device=pred.device)
+            return nan, torch.full_like(pred, float("nan")), nan, nan
         if self.scope == "heatmap":
-            rows = (weight & (target > 0).any(1)).nonzero(as_tuple=True)[0]
-            if rows.numel() == 0:
-                return zero, torch.zeros_like(pred), zero, zero
             out = rank_sort(pred, target, self.delta, rows=rows)
             n = rows.numel()
             grad = out.grad.div_(n)
             rank, sort = out.rank.sum() / n, out.sort.sum() / n
         else:
-            rows = weight.nonzero(as_tuple=True)[0]
-            if rows.numel() == 0:
-                return zero, torch.zeros_like(pred), zero, zero
             all_rows = rows.numel() == pred.shape[0]
             pooled_pred = (pred if all_rows else pred.index_select(0, rows)).reshape(1, -1)
             pooled_target = (target if all_rows else target.index_select(0, rows)).reshape(1, -1)

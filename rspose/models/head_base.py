@@ -10,6 +10,8 @@ When every size is given to the constructor the head is built at once, so plain 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 
 
@@ -19,7 +21,11 @@ class PoseHead(nn.Module):
     Subclasses call ``super().__init__(in_channels, num_keypoints)``, store their own options, then
     :meth:`_build_if_ready`; they implement :meth:`_build_layers` (create and initialise the layers)
     and may override :meth:`_needs` (the size arguments they require) and :meth:`_take_sizes`.
+
+    ``output_dims``: 2 for heads that output heatmaps, 1 for SimCC heads (must match the codec's ``num_dims``).
     """
+
+    output_dims: ClassVar[int] = 2
 
     def __init__(self, in_channels: int | None, num_keypoints: int | None) -> None:
         super().__init__()
@@ -33,6 +39,7 @@ class PoseHead(nn.Module):
         num_keypoints: int | None = None,
         input_size: tuple[int, int] | None = None,
         feature_size: tuple[int, int] | None = None,
+        simcc_split_ratio: float | None = None,
     ) -> PoseHead:
         """Create the layers for the given sizes; a no-op when already built with the same sizes.
 
@@ -41,12 +48,13 @@ class PoseHead(nn.Module):
             num_keypoints: K; ``None`` keeps the constructor's value.
             input_size: (W, H) of the input crop (SimCC only).
             feature_size: (w, h) of the backbone feature map (SimCC only).
+            simcc_split_ratio: bins per input pixel (SimCC only; the codec's).
 
         Raises:
             ValueError: a size contradicts the one given to the constructor, or a required size is missing.
         """
         given = {"in_channels": in_channels, "num_keypoints": num_keypoints}
-        given.update(self._take_sizes(input_size, feature_size))
+        given.update(self._take_sizes(input_size, feature_size, simcc_split_ratio))
         for name, value in given.items():
             if value is None:
                 continue
@@ -71,8 +79,11 @@ class PoseHead(nn.Module):
         return ("in_channels", "num_keypoints")
 
     def _take_sizes(
-        self, input_size: tuple[int, int] | None, feature_size: tuple[int, int] | None
-    ) -> dict[str, tuple[int, int] | None]:
+        self,
+        input_size: tuple[int, int] | None,
+        feature_size: tuple[int, int] | None,
+        simcc_split_ratio: float | None = None,
+    ) -> dict[str, tuple[int, int] | float | None]:
         """Map build()'s size arguments to this head's attributes (none for heatmap heads)."""
         return {}
 

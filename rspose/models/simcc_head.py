@@ -26,7 +26,8 @@ class SimCCHead(PoseHead):
         num_keypoints: K; ``None`` = the dataset's (set by :meth:`build`).
         input_size: (W, H) of the input crop; ``None`` = the codec's (set by :meth:`build`).
         in_featuremap_size: (w, h) of the backbone features; ``None`` = input_size / backbone stride.
-        simcc_split_ratio: k, bins per input pixel (the codec's split ratio).
+        simcc_split_ratio: k, bins per input pixel; ``None`` = the codec's (set by :meth:`build`: the split ratio
+            is written once, under ``data.codec``).
         deconv_out_channels: channels of optional stride-2 deconvolutions before the conv to K.
         deconv_kernel_sizes: their kernels (2, 3 or 4; same length).
         final_layer_kernel_size: odd kernel of the conv to K channels.
@@ -34,19 +35,21 @@ class SimCCHead(PoseHead):
     Init (mmpose): conv / deconv N(0, 0.001), Linear N(0, 0.01), biases 0, BN weight 1 bias 0.
     """
 
+    output_dims = 1
+
     def __init__(
         self,
         in_channels: int | None = None,
         num_keypoints: int | None = None,
         input_size: tuple[int, int] | None = None,
         in_featuremap_size: tuple[int, int] | None = None,
-        simcc_split_ratio: float = 2.0,
+        simcc_split_ratio: float | None = None,
         deconv_out_channels: tuple[int, ...] = (),
         deconv_kernel_sizes: tuple[int, ...] = (),
         final_layer_kernel_size: int = 1,
     ) -> None:
         super().__init__(in_channels, num_keypoints)
-        if simcc_split_ratio <= 0:
+        if simcc_split_ratio is not None and simcc_split_ratio <= 0:
             raise ValueError(f"SimCCHead: simcc_split_ratio={simcc_split_ratio}, expected > 0")
         deconv_out_channels, deconv_kernel_sizes = tuple(deconv_out_channels), tuple(deconv_kernel_sizes)
         if len(deconv_out_channels) != len(deconv_kernel_sizes):
@@ -57,19 +60,23 @@ class SimCCHead(PoseHead):
         self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
         self.in_featuremap_size = (None if in_featuremap_size is None
                                    else (int(in_featuremap_size[0]), int(in_featuremap_size[1])))
-        self.simcc_split_ratio = simcc_split_ratio
+        self.simcc_split_ratio = None if simcc_split_ratio is None else float(simcc_split_ratio)
         self.deconv_out_channels = deconv_out_channels
         self.deconv_kernel_sizes = deconv_kernel_sizes
         self.final_layer_kernel_size = final_layer_kernel_size
         self._build_if_ready()
 
     def _needs(self) -> tuple[str, ...]:
-        return ("in_channels", "num_keypoints", "input_size", "in_featuremap_size")
+        return ("in_channels", "num_keypoints", "input_size", "in_featuremap_size", "simcc_split_ratio")
 
     def _take_sizes(
-        self, input_size: tuple[int, int] | None, feature_size: tuple[int, int] | None
-    ) -> dict[str, tuple[int, int] | None]:
-        return {"input_size": input_size, "in_featuremap_size": feature_size}
+        self,
+        input_size: tuple[int, int] | None,
+        feature_size: tuple[int, int] | None,
+        simcc_split_ratio: float | None = None,
+    ) -> dict[str, tuple[int, int] | float | None]:
+        return {"input_size": input_size, "in_featuremap_size": feature_size,
+                "simcc_split_ratio": None if simcc_split_ratio is None else float(simcc_split_ratio)}
 
     @property
     def num_bins(self) -> tuple[int, int]:
@@ -89,8 +96,8 @@ class SimCCHead(PoseHead):
             self.final_layer = nn.Conv2d(self.in_channels, self.num_keypoints, k, padding=(k - 1) // 2)
         w, h = self.in_featuremap_size
         flatten_dims = w * upsample * h * upsample
-        self.mlp_head_x = nn.Linear(flatten_dims, int(self.input_size[0] * self.simcc_split_ratio))
-        self.mlp_head_y = nn.Linear(flatten_dims, int(self.input_size[1] * self.simcc_split_ratio))
+        self.mlp_head_x = nn.Linear(flatten_dims, round(self.input_size[0] * self.simcc_split_ratio))
+        self.mlp_head_y = nn.Linear(flatten_dims, round(self.input_size[1] * self.simcc_split_ratio))
         init_mmpose_(self)
 
     def forward(self, feat: Tensor) -> tuple[Tensor, Tensor]:

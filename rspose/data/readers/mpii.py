@@ -1,6 +1,6 @@
 """MPII annotations (the mmpose JSON list: image, center, scale, joints, joints_vis) -> PoseInstance list.
 
-Conventions (PROTOCOLS.md, mmpose ``MpiiDataset``): the person scale is in units of 200 px; the centre moves
+Conventions (docs/protocols.md, mmpose ``MpiiDataset``): the person scale is in units of 200 px; the centre moves
 down by 15 x scale px to avoid cropping the legs; the box is the (200 scale)-px square around it, padded
 x1.25 for the crop. MPII coordinates are 1-based (Matlab): centre and joints become 0-based (minus 1), as the
 reference code does; PCKh is translation invariant, so a metric comparing with these keypoints needs no shift.

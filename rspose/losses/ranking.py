@@ -1,0 +1,149 @@
+"""RankingLoss: the RSPose objective, Spatial-RS + lambda x Instance-Sort, as a config-selectable loss.
+
+    L = SpatialRS(heatmaps or both SimCC vectors) + instance_sort_weight * InstanceSort(confidences, OKS)
+
+* Spatial-RS (:class:`rspose.losses.SpatialRSLoss`): one Rank & Sort set per heatmap (or per SimCC vector;
+  the x and y losses are averaged), labels = the codec's peak-1 Gaussian; or all pixels of the batch pooled
+  (``scope="batch"``).
+* Instance-Sort (:class:`rspose.losses.InstanceSortLoss`): the confidences of the batch's instances (or of
+  each keypoint type) sorted by the OKS of their decoded, detached predictions against their own ground truth
+  (:func:`rspose.losses.oks_quality`).
+
+The outputs are logits: evaluation and inference apply a sigmoid before decoding (``sigmoid_outputs``).
+Every switch and what it changes is described in docs/method.md; the defaults are the first reconstruction
+of the paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from rspose.codecs.base import HeadOutput
+from rspose.losses.base import PoseLoss
+from rspose.losses.instance_sort import DEFAULT_INSTANCE_SORT_WEIGHT, InstanceSortLoss
+from rspose.losses.quality import ConfidenceKind, instance_confidence, oks_quality
+from rspose.losses.rank_sort import DEFAULT_DELTA
+from rspose.losses.spatial_rs import Scope, SpatialRSLoss
+
+InstanceSortMode = Literal["instance", "keypoint", "both"]
+RankingSpace = Literal["logit", "sigmoid"]
+
+
+class RankingLoss(PoseLoss):
+    """Spatial-RS + lambda x Instance-Sort for heatmap and SimCC codecs.
+
+    Args:
+        delta: smoothing of the step function H of Spatial-RS (in the units of ``space``).
+        scope: ``"heatmap"``: one Spatial-RS set per heatmap / SimCC vector; ``"batch"``: all pixels of the
+            batch's labelled heatmaps in one set.
+        instance_sort_weight: lambda; 0 switches Instance-Sort off.
+        instance_sort_mode: ``"instance"``: one set of instance confidences labelled with their OKS;
+            ``"keypoint"``: one set per keypoint type, keypoint confidences labelled with the per-keypoint OKS
+            term; ``"both"``: the mean of the two.
+        instance_delta: delta of Instance-Sort; None = ``delta``.
+        confidence: what Instance-Sort sorts (:func:`rspose.losses.instance_confidence`): ``"max_logit"``
+            (mean of the keypoints' max logits), ``"sigmoid"`` (mean of their sigmoids) or ``"score"`` (the
+            test-time rescoring score: mean of the sigmoids above ``score_thr``).
+        score_thr: the rescoring threshold used by ``confidence="score"`` (keep it equal to the evaluation's
+            ``keypoint_score_thr``).
+        positive_threshold: Spatial-RS positives are the pixels with label > this value; lower labels become
+            negatives. 0 keeps the whole 3-sigma Gaussian (49 pixels at sigma 1); exp(-2) = 0.135 keeps the
+            2-sigma disc; 0.1 keeps labels >= 0.1.
+        space: rank the logits (``"logit"``) or their sigmoid probabilities (``"sigmoid"``, as RankED does;
+            use a delta of about 0.1 there). The gradient reaches the logits through the sigmoid.
+
+    ``loss(output, batch) -> {"loss", "spatial", "spatial_rank", "spatial_sort"[, "instance_sort", "oks_train"]}``
+    (``oks_train``: mean OKS of the decoded training predictions).
+    """
+
+    sigmoid_outputs = True
+
+    def __init__(
+        self,
+        delta: float = DEFAULT_DELTA,
+        scope: Scope = "heatmap",
+        instance_sort_weight: float = DEFAULT_INSTANCE_SORT_WEIGHT,
+        instance_sort_mode: InstanceSortMode = "instance",
+        instance_delta: float | None = None,
+        confidence: ConfidenceKind = "max_logit",
+        score_thr: float = 0.2,
+        positive_threshold: float = 0.0,
+        space: RankingSpace = "logit",
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if instance_sort_mode not in ("instance", "keypoint", "both"):
+            raise ValueError(f"{name}: instance_sort_mode={instance_sort_mode!r}, expected instance/keypoint/both")
+        if confidence not in ("max_logit", "sigmoid", "score"):
+            raise ValueError(f"{name}: confidence={confidence!r}, expected 'max_logit', 'sigmoid' or 'score'")
+        if space not in ("logit", "sigmoid"):
+            raise ValueError(f"{name}: space={space!r}, expected 'logit' or 'sigmoid'")
+        if not 0 <= positive_threshold < 1:
+            raise ValueError(f"{name}: positive_threshold={positive_threshold}, expected 0 <= value < 1")
+        if not instance_sort_weight >= 0:
+            raise ValueError(f"{name}: instance_sort_weight={instance_sort_weight}, expected >= 0")
+        uses_instance = instance_sort_weight > 0 and instance_sort_mode in ("instance", "both")
+        uses_keypoint = instance_sort_weight > 0 and instance_sort_mode in ("keypoint", "both")
+        if score_thr != 0.2 and not (confidence == "score" and uses_instance):
+            raise ValueError(f"{name}: score_thr={score_thr} is only used with confidence='score' and an instance "
+                             "Instance-Sort set (instance_sort_mode 'instance' or 'both')")
+        if instance_sort_weight == 0 and (instance_delta is not None or confidence != "max_logit"
+                                          or instance_sort_mode != "instance"):
+            raise ValueError(f"{name}: instance_sort_weight=0 switches Instance-Sort off; its settings "
+                             "(instance_delta, confidence, instance_sort_mode) would be ignored")
+        self.spatial = SpatialRSLoss(delta=delta, scope=scope)
+        self.instance_sort_weight = float(instance_sort_weight)
+        self.instance_sort_mode: InstanceSortMode = instance_sort_mode
+        idelta = delta if instance_delta is None else instance_delta
+        self.instance = InstanceSortLoss(delta=idelta) if uses_instance else None
+        self.keypoint = InstanceSortLoss(delta=idelta, per_keypoint=True) if uses_keypoint else None
+        self.confidence: ConfidenceKind = confidence
+        self.score_thr = float(score_thr)
+        self.positive_threshold = float(positive_threshold)
+        self.space: RankingSpace = space
+
+    def extra_repr(self) -> str:
+        return (f"instance_sort_weight={self.instance_sort_weight}, instance_sort_mode={self.instance_sort_mode!r}, "
+                f"confidence={self.confidence!r}, positive_threshold={self.positive_threshold}, space={self.space!r}")
+
+    def forward(self, output: HeadOutput, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        weight = batch["target_weight"].float()
+        axes = [self._spatial(o, t, weight) for o, t in zip(self.outputs(output), self.targets(batch))]
+        parts = {f"spatial{suffix}": torch.stack([a[key] for a in axes]).mean()
+                 for key, suffix in (("loss", ""), ("rank", "_rank"), ("sort", "_sort"))}
+        total = parts["spatial"]
+        if self.instance_sort_weight > 0:
+            parts.update(self._instance_sort(output, batch, weight))
+            total = total + self.instance_sort_weight * parts["instance_sort"]
+        return {"loss": total, **parts}
+
+    def _spatial(self, pred: Tensor, target: Tensor, weight: Tensor) -> dict[str, Tensor]:
+        if self.positive_threshold > 0:
+            target = torch.where(target > self.positive_threshold, target, torch.zeros_like(target))
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            scores = pred.float().sigmoid() if self.space == "sigmoid" else pred
+            return self.spatial(scores, target, weight)
+
+    def _instance_sort(self, output: HeadOutput, batch: Mapping[str, Tensor], weight: Tensor) -> dict[str, Tensor]:
+        with torch.no_grad():
+            detached = [o.detach().float() for o in self.outputs(output)]
+            keypoints, _ = self.codec.decode(detached[0] if len(detached) == 1 else (detached[0], detached[1]))
+        gt = batch["keypoints_input"].float()
+        labelled = batch["keypoints_visible"].float() * (weight > 0)
+        area = batch["area_input"].float()
+        oks = oks_quality(keypoints, gt, labelled, area, self.sigmas)
+        valid = weight.sum(dim=1) > 0
+        losses = []
+        if self.instance is not None:
+            confidence = instance_confidence(output, weight, kind=self.confidence, score_thr=self.score_thr)
+            losses.append(self.instance(confidence[valid], oks[valid]))
+        if self.keypoint is not None:
+            terms = oks_quality(keypoints, gt, labelled, area, self.sigmas, per_keypoint=True)
+            confidence = instance_confidence(output, weight, per_keypoint=True, kind=self.confidence)
+            losses.append(self.keypoint(confidence, terms, weight))
+        oks_train = oks[valid].mean() if bool(valid.any()) else oks.new_zeros(())
+        return {"instance_sort": torch.stack(losses).mean(), "oks_train": oks_train}
