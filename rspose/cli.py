@@ -22,7 +22,8 @@ from rspose.module import PoseLitModule
 
 
 class RSPoseCLI(LightningCLI):
-    """LightningCLI with a checkpoint on the best validation AP (``checkpoint``, monitor val/Mean for MPII),
+    """LightningCLI with a checkpoint on the best validation metric (``checkpoint``; ``monitor: auto`` = val/AP,
+    val/Mean for MPII),
     ``last.ckpt`` every epoch (``last_checkpoint``), the metrics table, the prediction writer and the
     data -> model links."""
 
@@ -30,7 +31,7 @@ class RSPoseCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/AP",
+                "checkpoint.monitor": "auto",
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best-{epoch:03d}",
                 "checkpoint.save_last": False,
@@ -53,6 +54,14 @@ class RSPoseCLI(LightningCLI):
         # The codec is written once, under data; the model gets an identically configured (stateless) instance.
         parser.link_arguments("data.codec", "model.codec", apply_on="parse")
         parser.link_arguments("data.spec", "model.spec", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """``checkpoint.monitor: auto`` (the default) becomes the dataset's headline metric: val/Mean (PCKh) for
+        MPII, val/AP otherwise."""
+        config = self._get(self.config, "checkpoint", default=None)
+        if config is not None and config.get("monitor") == "auto":
+            dataset = self._get(self.config, "data", default={}).get("dataset")
+            config["monitor"] = "val/Mean" if dataset == "mpii" else "val/AP"
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Adds the rich progress bar unless the config disables progress bars or brings its own."""
