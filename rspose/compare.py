@@ -1,49 +1,147 @@
-"""``rspose compare``: the CPU-scale reproduction of the RSPose claim.
+"""``rspose compare``: seeded comparisons of losses on the CPU quickstart (the RSPose claim at small scale).
 
-Trains the quickstart model on the same synthetic data, seed and budget once with the baseline loss and once
-with Spatial-RS + Instance-Sort (heatmaps: MSE vs RS; SimCC: KL vs RS), evaluates each with detection boxes and
-flip test, and writes to ``--out``: ``results.md`` and ``results.json`` (AP, AP50, AP75, AR, spearman,
-spearman_keypoint, spearman_before_nms, wall time), the per-instance tables, and PNG plots
-(score vs OKS, calibration, per-keypoint correlations, AP before/after NMS, side by side).
+Each *variant* is a config plus a loss object (and optional extra LightningCLI arguments); every variant is
+trained once per ``--seeds`` value (the training seed, ``seed_everything``; the synthetic data's own seed stays
+fixed), evaluated with detection boxes, flip test and the localisation/scoring diagnostics, and recorded.
 
-Ablations from the command line: ``--delta``, ``--lam`` (Instance-Sort weight), ``--scope``; any other
-LightningCLI argument goes after ``--`` and is passed to every run (e.g. ``-- --trainer.max_epochs 4``).
+Built-in variant sets (``--pairs``): ``heatmap`` (MSE vs RankingLoss on configs/quickstart.yaml) and ``simcc``
+(KL vs RankingLoss on configs/quickstart_simcc.yaml). ``--variants FILE`` takes a YAML list instead (see
+configs/compare/study.yaml)::
+
+    - {name: heatmap_mse, config: configs/quickstart.yaml, loss: {class_path: rspose.losses.KeypointMSELoss}}
+    - name: heatmap_rs_sigmoid
+      config: configs/quickstart.yaml
+      baseline: heatmap_mse            # the paired difference is taken against this variant
+      loss: {class_path: rspose.losses.RankingLoss, init_args: {confidence: sigmoid}}
+      args: [--trainer.max_epochs, "24"]
+
+Written to ``--out``: ``results.json`` (``{"settings": ..., "runs": [{"name", "loss", "seed", "config", "args",
+"metrics"}, ...]}``; rows of earlier invocations are kept, a re-run of the same name and seed replaces its row),
+``results.md`` (mean +- std over seeds per variant and the paired difference to its baseline), per-run folders
+``NAME/seedS/`` (checkpoints, per-instance tables) and PNG plots of the first seed of each variant.
+
+Runs go ``--jobs`` at a time in separate processes, each on ``--threads`` threads (2 cores: ``--jobs 2
+--threads 1``). Any LightningCLI argument after ``--`` is passed to every run (e.g. ``-- --trainer.max_epochs 4``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import statistics
 import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
-COLUMNS = ("AP", "AP50", "AP75", "AR", "spearman", "spearman_keypoint", "spearman_before_nms", "AP_before_nms")
+import yaml
 
-PAIRS = {
-    "heatmap": ("configs/quickstart.yaml", (("heatmap_mse", "mse"), ("heatmap_rs", "rs"))),
-    "simcc": ("configs/quickstart_simcc.yaml", (("simcc_kl", "kl"), ("simcc_rs", "rs"))),
+#: Columns of results.md, in order (a column a run did not report is shown as n/a).
+COLUMNS = (
+    "AP",
+    "AP75",
+    "spearman",
+    "spearman_keypoint",
+    "AP_oracle",
+    "scoring_gap",
+    "oks_median",
+    "kpt_error",
+    "score_low_oks",
+    "score_rest",
+)
+MSE = {"class_path": "rspose.losses.KeypointMSELoss"}
+KL = {"class_path": "rspose.losses.KLDiscretLoss"}
+RS = {"class_path": "rspose.losses.RankingLoss"}
+
+
+@dataclass
+class Variant:
+    """One trained configuration: ``config`` + ``loss`` (a class_path/init_args dict) + extra CLI ``args``."""
+
+    name: str
+    config: str
+    loss: dict[str, Any]
+    args: list[str] = field(default_factory=list)
+    baseline: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.loss, dict) or "class_path" not in self.loss:
+            raise ValueError(f"variant {self.name!r}: loss must be a mapping with class_path, got {self.loss!r}")
+        unknown = set(self.loss) - {"class_path", "init_args"}
+        if unknown:
+            raise ValueError(f"variant {self.name!r}: unknown loss keys {sorted(unknown)} (class_path, init_args)")
+        self.args = [str(a) for a in self.args]
+
+
+PAIRS: dict[str, list[Variant]] = {
+    "heatmap": [
+        Variant("heatmap_mse", "configs/quickstart.yaml", MSE),
+        Variant("heatmap_rs", "configs/quickstart.yaml", RS, baseline="heatmap_mse"),
+    ],
+    "simcc": [
+        Variant("simcc_kl", "configs/quickstart_simcc.yaml", KL),
+        Variant("simcc_rs", "configs/quickstart_simcc.yaml", RS, baseline="simcc_kl"),
+    ],
 }
 
 
-def run_variant(
-    name: str, config: str, loss: str, out: Path, delta: float, lam: float, scope: str, extra: list[str]
-) -> dict[str, float]:
-    """Fit one variant with the LightningCLI; returns its final validation metrics and wall time (s)."""
-    from rspose.cli import run_lightning_cli
+def load_variants(path: str | Path) -> list[Variant]:
+    """A YAML list of variants (mappings with name, config, loss, optional args and baseline)."""
+    path = Path(path)
+    try:
+        entries = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"--variants {path}: cannot read it as YAML ({error})") from None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"--variants {path}: expected a non-empty YAML list of variants")
+    variants = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"--variants {path}: entry {i} is not a mapping")
+        unknown = set(entry) - {"name", "config", "loss", "args", "baseline"}
+        if unknown or not {"name", "config", "loss"} <= set(entry):
+            raise ValueError(
+                f"--variants {path}: entry {i} needs name, config, loss (optional args, baseline); "
+                f"unknown keys: {sorted(unknown)}"
+            )
+        variants.append(Variant(**entry))
+    names = [v.name for v in variants]
+    for v in variants:
+        if names.count(v.name) > 1:
+            raise ValueError(f"--variants {path}: variant name {v.name!r} appears twice")
+        if v.baseline is not None and v.baseline not in names:
+            raise ValueError(f"--variants {path}: variant {v.name!r} has baseline {v.baseline!r}, not in the file")
+    return variants
 
-    run_dir = out / name
-    args = [
+
+def run_args(variant: Variant, seed: int, out: Path, extra: Sequence[str]) -> list[str]:
+    """The LightningCLI ``fit`` arguments of one run."""
+    run_dir = out / variant.name / f"seed{seed}"
+    return [
         "fit",
-        "--config", config,
-        "--model.loss", loss,
-        "--model.rs_delta", str(delta),
-        "--model.instance_sort_weight", str(lam),
-        "--model.rs_scope", scope,
-        "--model.eval_outfile_prefix", str(out / name),
-        "--model.eval_ap_before_nms", "true",
+        "--config", variant.config,
+        "--model.loss", json.dumps(variant.loss),
+        "--seed_everything", str(seed),
+        "--model.eval_outfile_prefix", str(run_dir / "eval"),
         "--trainer.default_root_dir", str(run_dir),
+        *variant.args,
         *extra,
     ]
+
+
+def run_one(args: list[str], threads: int) -> dict[str, float]:
+    """Fit one run (in this process) and return its last validation metrics plus ``wall_s``."""
+    import torch
+
+    from rspose.cli import run_lightning_cli
+
+    if threads > 0:
+        torch.set_num_threads(threads)
     start = time.perf_counter()
     cli = run_lightning_cli(args)
     wall = time.perf_counter() - start
@@ -52,21 +150,86 @@ def run_variant(
         for key, value in cli.trainer.callback_metrics.items()
         if key.startswith("val/") and key != "val/loss"
     }
+    if not metrics:
+        raise RuntimeError(f"run {' '.join(args)} reported no validation metrics (did validation run?)")
     metrics["wall_s"] = wall
     return metrics
 
 
-def markdown_table(results: dict[str, dict[str, float]]) -> str:
-    header = "| run | " + " | ".join(COLUMNS) + " | wall (s) |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
-    for name, metrics in results.items():
-        cells = [f"{metrics[c]:.3f}" if c in metrics else "n/a" for c in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {metrics['wall_s']:.0f} |")
+def _worker_init(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value) of the finite values (NaN if none)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), (statistics.stdev(finite) if len(finite) > 1 else 0.0)
+
+
+def summarise(runs: list[dict[str, Any]], variants: list[Variant]) -> list[dict[str, Any]]:
+    """Per variant (in ``variants`` order, then any other names in ``runs``): seeds, mean/std per column, and
+    the paired difference to its baseline over the seeds both have (mean/std of per-seed differences)."""
+    by_name: dict[str, dict[int, dict[str, float]]] = {}
+    for run in runs:
+        by_name.setdefault(run["name"], {})[int(run["seed"])] = run["metrics"]
+    baselines = {v.name: v.baseline for v in variants}
+    order = [v.name for v in variants if v.name in by_name] + sorted(set(by_name) - {v.name for v in variants})
+    rows = []
+    for name in order:
+        seeds = sorted(by_name[name])
+        row: dict[str, Any] = {"name": name, "seeds": seeds, "baseline": baselines.get(name), "mean": {}, "diff": {}}
+        for column in (*COLUMNS, "wall_s"):
+            values = [by_name[name][s].get(column) for s in seeds]
+            if any(v is not None for v in values):
+                row["mean"][column] = mean_std([v for v in values if v is not None])
+        base = baselines.get(name)
+        if base in by_name:
+            common = sorted(set(seeds) & set(by_name[base]))
+            row["diff_seeds"] = common
+            for column in COLUMNS:
+                diffs = [
+                    by_name[name][s][column] - by_name[base][s][column]
+                    for s in common
+                    if column in by_name[name][s] and column in by_name[base][s]
+                ]
+                if diffs:
+                    row["diff"][column] = mean_std(diffs)
+        rows.append(row)
+    return rows
+
+
+def _cell(pair: tuple[float, float] | None) -> str:
+    if pair is None or not math.isfinite(pair[0]):
+        return "n/a"
+    return f"{pair[0]:.3f} +- {pair[1]:.3f}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Two tables: mean +- std over seeds, and the paired difference to the baseline."""
+    header = "| variant | seeds | " + " | ".join(COLUMNS) + " | wall (s) |"
+    lines = ["Mean +- std over seeds:", "", header, "|" + "---|" * (len(COLUMNS) + 3)]
+    for row in rows:
+        cells = [_cell(row["mean"].get(c)) for c in COLUMNS]
+        wall = row["mean"].get("wall_s")
+        lines.append(
+            f"| {row['name']} | {len(row['seeds'])} | " + " | ".join(cells) + f" | {wall[0]:.0f} |"
+            if wall
+            else f"| {row['name']} | {len(row['seeds'])} | " + " | ".join(cells) + " | n/a |"
+        )
+    paired = [row for row in rows if row["diff"]]
+    if paired:
+        lines += ["", "Paired difference to the baseline (same seeds), mean +- std:", ""]
+        lines += ["| variant | baseline | seeds | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 3)]
+        for row in paired:
+            cells = [_cell(row["diff"].get(c)) for c in COLUMNS]
+            lines.append(f"| {row['name']} | {row['baseline']} | {len(row['diff_seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write_plots(out: Path, names: list[str]) -> list[Path]:
-    """Plots from the per-instance tables the metric wrote for each run."""
+def write_plots(out: Path, runs: list[dict[str, Any]]) -> list[Path]:
+    """Plots from the per-instance tables of the first seed of each variant."""
     from rspose.viz import (
         load_instances,
         plot_ap_before_after_nms,
@@ -76,12 +239,12 @@ def write_plots(out: Path, names: list[str]) -> list[Path]:
         plot_score_vs_oks,
     )
 
-    runs = {}
-    for name in names:
-        path = out / f"{name}.val.instances.json"
-        if path.exists():
-            runs[name] = load_instances(path)
-    if not runs:
+    tables = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        path = out / run["name"] / f"seed{run['seed']}" / "eval.val.instances.json"
+        if run["name"] not in tables and path.exists():
+            tables[run["name"]] = load_instances(path)
+    if not tables:
         return []
     written = []
     for stem, fn in (
@@ -92,33 +255,85 @@ def write_plots(out: Path, names: list[str]) -> list[Path]:
         ("side_by_side", plot_runs_side_by_side),
     ):
         path = out / f"{stem}.png"
-        fn(runs, out=path)
+        fn(tables, out=path)
         written.append(path)
     return written
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The runs of an earlier results.json (empty if none)."""
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+        runs = data["runs"]
+        assert isinstance(runs, list)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise ValueError(
+            f"{path}: exists but is not an rspose compare results file ({{\"runs\": [...]}}); "
+            "choose another --out or move it away"
+        ) from None
+    return runs
+
+
+def write_results(out: Path, runs: list[dict[str, Any]], variants: list[Variant], settings: dict[str, Any]) -> str:
+    rows = summarise(runs, variants)
+    table = markdown_table(rows)
+    (out / "results.json").write_text(json.dumps({"settings": settings, "runs": runs}, indent=2))
+    (out / "results.md").write_text(f"{table}\n\nSettings: {json.dumps(settings)}\n")
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rspose compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/compare", help="output folder")
     parser.add_argument("--pairs", nargs="+", choices=sorted(PAIRS), default=["heatmap", "simcc"])
-    parser.add_argument("--delta", type=float, default=0.5, help="delta of the ranking losses' smoothed step")
-    parser.add_argument("--lam", type=float, default=1.0, help="Instance-Sort weight lambda (0 disables it)")
-    parser.add_argument("--scope", choices=["heatmap", "batch"], default="heatmap", help="Spatial-RS set scope")
+    parser.add_argument("--variants", default=None, help="YAML list of variants (instead of --pairs)")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these variant names")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (data seed is fixed)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
+    parser.add_argument("--skip-done", action="store_true", help="skip (name, seed) already in results.json")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: LightningCLI arguments for every run")
     args = parser.parse_args(argv)
     extra = [a for a in args.extra if a != "--"]
+    variants = load_variants(args.variants) if args.variants else [v for p in args.pairs for v in PAIRS[p]]
+    if args.only:
+        missing = set(args.only) - {v.name for v in variants}
+        if missing:
+            parser.error(f"--only: unknown variants {sorted(missing)}; known: {[v.name for v in variants]}")
+    selected = [v for v in variants if not args.only or v.name in args.only]
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, float]] = {}
-    for pair in args.pairs:
-        config, variants = PAIRS[pair]
-        for name, loss in variants:
-            results[name] = run_variant(name, config, loss, out, args.delta, args.lam, args.scope, extra)
-    table = markdown_table(results)
-    settings = {"delta": args.delta, "lambda": args.lam, "scope": args.scope, "extra": extra}
-    (out / "results.md").write_text(f"{table}\n\nSettings: {json.dumps(settings)}\n")
-    (out / "results.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
-    plots = write_plots(out, list(results))
+    runs = read_results(out / "results.json")
+    done = {(r["name"], int(r["seed"])) for r in runs}
+    todo = [(v, s) for v in selected for s in args.seeds if not (args.skip_done and (v.name, s) in done)]
+    settings = {"seeds": args.seeds, "extra": extra, "variants": args.variants or args.pairs}
+
+    def record(variant: Variant, seed: int, metrics: dict[str, float]) -> None:
+        runs[:] = [r for r in runs if not (r["name"] == variant.name and int(r["seed"]) == seed)]
+        entry = {"name": variant.name, "loss": variant.loss, "seed": seed, "config": variant.config}
+        runs.append({**entry, "args": variant.args + extra, "metrics": metrics})
+        write_results(out, runs, variants, settings)  # after every run: an interruption loses nothing finished
+        print(f"[compare] {variant.name} seed {seed}: AP {metrics.get('AP', math.nan):.3f}", flush=True)
+
+    if args.jobs == 1:
+        for variant, seed in todo:
+            record(variant, seed, run_one(run_args(variant, seed, out, extra), args.threads))
+    else:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                                 initargs=(max(args.threads, 1),)) as pool:
+            futures = {
+                pool.submit(run_one, run_args(v, s, out, extra), args.threads): (v, s) for v, s in todo
+            }
+            for future in as_completed(futures):
+                record(*futures[future], future.result())
+    table = write_results(out, runs, variants, settings)
+    plots = write_plots(out, runs)
     print(table)
     print(f"\nwrote {out / 'results.md'}, {out / 'results.json'} and {len(plots)} plots to {out}")
     return 0
+
+
