@@ -14,7 +14,7 @@ from rspose.cli import run_lightning_cli
 from rspose.data.synthetic import generate_synthetic_coco
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "compare" not in p.parts)  # compare: variant lists
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
@@ -53,8 +53,9 @@ def test_every_config_is_covered_and_parses(capsys):
 @pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/quickstart_simcc.yaml"])
 @pytest.mark.parametrize("loss", ["baseline", "rs"])
 def test_fit_validate_test_predict_fast_dev_run(synth, tmp_path, config, loss):
-    loss_name = {"baseline": "kl" if "simcc" in config else "mse", "rs": "rs"}[loss]
-    args = quick_args(synth, tmp_path, config) + ["--model.loss", loss_name]
+    baseline = "rspose.losses.KLDiscretLoss" if "simcc" in config else "rspose.losses.KeypointMSELoss"
+    class_path = {"baseline": baseline, "rs": "rspose.losses.RankingLoss"}[loss]
+    args = quick_args(synth, tmp_path, config) + ["--model.loss", json.dumps({"class_path": class_path})]
     for sub in ("fit", "validate", "test"):
         cli = run_lightning_cli([sub, *args, "--trainer.fast_dev_run", "true"])
         metrics = cli.trainer.callback_metrics
@@ -127,10 +128,10 @@ def test_unknown_config_key_fails_naming_it(synth, tmp_path, capsys):
 
 def test_unknown_key_in_yaml_fails_naming_it(synth, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "configs/quickstart.yaml").read_text().replace("  rs_delta: 0.5", "  rs_dleta: 0.5"))
+    bad.write_text((ROOT / "configs/quickstart.yaml").read_text().replace("{delta: 0.5,", "{dleta: 0.5,"))
     with pytest.raises(SystemExit):
         run_lightning_cli(["fit", "--config", str(bad), "--data.root", str(synth)])
-    assert "rs_dleta" in capsys.readouterr().err
+    assert "dleta" in capsys.readouterr().err
 
 
 def test_wrong_path_fails_at_start_naming_the_key(synth, tmp_path):
@@ -146,8 +147,7 @@ def test_keypoint_count_mismatch_fails_naming_it(synth, tmp_path):
 
 @pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/quickstart_simcc.yaml"])
 def test_bf16_mixed_precision_trains_with_finite_losses(synth, tmp_path, config):
-    args = quick_args(synth, tmp_path, config) + ["--model.loss", "rs", "--trainer.precision", "bf16-mixed",
-                                                  "--trainer.fast_dev_run", "2"]
+    args = quick_args(synth, tmp_path, config) + ["--trainer.precision", "bf16-mixed", "--trainer.fast_dev_run", "2"]
     cli = run_lightning_cli(["fit", *args])
     metrics = cli.trainer.callback_metrics
     for key in ("train/loss", "train/spatial", "train/spatial_rank", "train/spatial_sort", "train/instance_sort"):

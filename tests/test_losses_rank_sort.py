@@ -36,7 +36,9 @@ def make_case(shape: tuple[int, ...], seed: int, scale: float = 2.0, sigma: floa
 
 def run_loss(loss_fn: SpatialRSLoss, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
     p = pred.clone().requires_grad_(True)
-    loss = loss_fn(p, target, weight)
+    parts = loss_fn(p, target, weight)
+    assert set(parts) == {"loss", "rank", "sort"}
+    loss = parts["loss"]
     loss.backward()
     return loss, p.grad
 
@@ -85,7 +87,7 @@ def test_one_positive_and_no_negatives():
     for delta in (0.5, 0.0):
         assert_matches_reference(pred, target, weight, delta, "heatmap")
     loss, grad = run_loss(SpatialRSLoss(), pred[:1, 1:], target[:1, 1:], weight[:1, 1:])
-    assert SpatialRSLoss().components(pred[:1, 1:], target[:1, 1:], weight[:1, 1:])["rank"] == 0
+    assert SpatialRSLoss()(pred[:1, 1:], target[:1, 1:], weight[:1, 1:])["rank"] == 0
 
 
 @pytest.mark.parametrize("scope", ["heatmap", "batch"])
@@ -122,14 +124,15 @@ def test_gradient_mass_balances():
     weight = (weight > 0).float()
     loss_fn = SpatialRSLoss()
     loss, grad = run_loss(loss_fn, pred, target, weight)
+    parts = loss_fn(pred, target, weight)
     positive = target > 0
     # every update moves equal mass from positives to negatives (rank) or among positives (sort)
     per_map = grad.sum(dim=(2, 3))
     torch.testing.assert_close(per_map, torch.zeros_like(per_map), atol=1e-6, rtol=0)
     negative_mass = grad[~positive].sum().item()
     assert negative_mass > 0
-    assert abs(negative_mass - loss_fn.last_components["rank"].item()) < 1e-5  # every fp(i) > 0 here
-    assert abs(loss.item() - sum(v.item() for v in loss_fn.last_components.values())) < 1e-6
+    assert abs(negative_mass - parts["rank"].item()) < 1e-5  # every fp(i) > 0 here
+    assert abs(loss.item() - (parts["rank"] + parts["sort"]).item()) < 1e-6
 
 
 @pytest.mark.parametrize("scope", ["heatmap", "batch"])
@@ -146,8 +149,8 @@ def test_shift_invariance(scope):
 def test_loss_bounds_and_components():
     pred, target, weight = make_case((3, 3, 6, 6), seed=10)
     loss_fn = SpatialRSLoss()
-    loss = loss_fn(pred, target, weight)
-    parts = loss_fn.components(pred, target, weight)
+    parts = loss_fn(pred, target, weight)
+    loss = parts["loss"]
     assert 0 <= parts["rank"].item() <= 1 and -1 <= parts["sort"].item() <= 1
     assert abs(parts["rank"].item() + parts["sort"].item() - loss.item()) < 1e-6
     _, r_rank, r_sort, _ = ref.spatial_rs(pred, target, weight)
@@ -161,7 +164,7 @@ def test_autocast_bfloat16_runs_in_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = conv(x)
         assert out.dtype == torch.bfloat16
-        loss = SpatialRSLoss()(out, target.bfloat16(), weight)
+        loss = SpatialRSLoss()(out, target.bfloat16(), weight)["loss"]
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     assert torch.isfinite(conv.weight.grad).all()
@@ -173,7 +176,7 @@ def test_grad_output_scaling():
     pred, target, weight = make_case((2, 2, 5, 5), seed=12)
     _, grad = run_loss(SpatialRSLoss(), pred, target, weight)
     p = pred.clone().requires_grad_(True)
-    (3.0 * SpatialRSLoss()(p, target, weight)).backward()
+    (3.0 * SpatialRSLoss()(p, target, weight)["loss"]).backward()
     torch.testing.assert_close(p.grad, 3.0 * grad)
 
 

@@ -207,7 +207,7 @@ def test_vitpose_simple_head_matches_relu_upsample_conv() -> None:
 
 
 def test_simcc_head_lengths_384_512() -> None:
-    head = SimCCHead(2048, 17, input_size=(192, 256), in_featuremap_size=(6, 8))
+    head = SimCCHead(2048, 17, input_size=(192, 256), in_featuremap_size=(6, 8), simcc_split_ratio=2.0)
     x, y = head(torch.randn(2, 2048, 8, 6))
     assert x.shape == (2, 17, 384) and y.shape == (2, 17, 512) and head.num_bins == (384, 512)
     assert head.mlp_head_x.in_features == 48
@@ -228,8 +228,8 @@ def test_simcc_head_matches_per_axis_linear() -> None:
 
 
 def test_simcc_head_with_deconvs() -> None:
-    head = SimCCHead(64, 17, input_size=(192, 256), in_featuremap_size=(6, 8), deconv_out_channels=(16, 16),
-                     deconv_kernel_sizes=(4, 4))
+    head = SimCCHead(64, 17, input_size=(192, 256), in_featuremap_size=(6, 8), simcc_split_ratio=2.0,
+                     deconv_out_channels=(16, 16), deconv_kernel_sizes=(4, 4))
     x, y = head(torch.randn(1, 64, 8, 6))
     assert x.shape == (1, 17, 384) and y.shape == (1, 17, 512)
     assert head.mlp_head_x.in_features == 24 * 32
@@ -252,7 +252,7 @@ def test_mmpose_init_statistics() -> None:
         assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
     simple = ViTPoseSimpleHead(768, 17)
     _assert_normal(simple.final_layer.weight, 0.001)
-    simcc = SimCCHead(256, 17, input_size=(192, 256), in_featuremap_size=(6, 8))
+    simcc = SimCCHead(256, 17, input_size=(192, 256), in_featuremap_size=(6, 8), simcc_split_ratio=2.0)
     _assert_normal(simcc.mlp_head_x.weight, 0.01)
     _assert_normal(simcc.mlp_head_y.weight, 0.01)
     assert torch.all(simcc.mlp_head_x.bias == 0) and torch.all(simcc.final_layer.bias == 0)
@@ -269,7 +269,7 @@ def test_pose_model_builds_heads_from_backbone_and_data(r18: ResNetBackbone) -> 
     model = PoseModel(r18, head, num_keypoints=14, input_size=(96, 128)).eval()
     assert head.in_channels == 512 and head.num_keypoints == 14
     assert model(torch.randn(1, 3, 128, 96)).shape == (1, 14, 8, 6)
-    simcc = PoseModel(r18, SimCCHead(), num_keypoints=17, input_size=(96, 128)).eval()
+    simcc = PoseModel(r18, SimCCHead(simcc_split_ratio=2.0), num_keypoints=17, input_size=(96, 128)).eval()
     assert simcc.head.in_featuremap_size == (3, 4)
     x, y = simcc(torch.randn(1, 3, 128, 96))
     assert x.shape == (1, 17, 192) and y.shape == (1, 17, 256)

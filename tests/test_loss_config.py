@@ -1,0 +1,197 @@
+"""The loss as a config object: every config names one, settings that do not belong to it fail at parse time,
+losses, heads and codecs that do not fit fail at start-up naming both keys, values written once (split ratio,
+checkpoint monitor), and non-finite values are never hidden."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from rspose.cli import run_lightning_cli
+from rspose.codecs import MSRAHeatmap, SimCCLabel
+from rspose.data.specs import COCO
+from rspose.data.synthetic import generate_synthetic_coco
+from rspose.losses import InstanceSortLoss, KeypointMSELoss, KLDiscretLoss, PoseLoss, RankingLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "compare" not in p.parts)  # compare: variant lists
+LOSSES = {"rspose.losses.KeypointMSELoss", "rspose.losses.KLDiscretLoss", "rspose.losses.RankingLoss"}
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic_coco(root, num_train=8, num_val=4, seed=2)
+    return root
+
+
+def args_for(synth: Path, tmp_path: Path, config: str = "configs/quickstart.yaml") -> list[str]:
+    return ["--config", str(ROOT / config), "--data.root", str(synth), "--data.num_workers", "0",
+            "--data.persistent_workers", "false", "--trainer.default_root_dir", str(tmp_path),
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_every_config_names_a_loss_object_and_no_duplicated_values(config, capsys):
+    text = config.read_text()
+    assert "rs_" not in text and "checkpoint:\n" not in text, "old flat loss arguments or a repeated monitor"
+    with pytest.raises(SystemExit) as exit_info:
+        run_lightning_cli(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (None, 0)
+    printed = capsys.readouterr().out
+    loss_paths = {line.split(":", 1)[1].strip() for line in printed.splitlines()
+                  if line.strip().startswith("class_path: rspose.losses.")}
+    assert len(loss_paths) == 1 and loss_paths <= LOSSES, loss_paths
+
+
+def test_a_setting_of_another_loss_fails_at_parse_time_naming_the_key(capsys):
+    config = ROOT / "configs/coco/simplebaseline_r50_256x192_mse.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        run_lightning_cli(["fit", "--config", str(config), "--model.loss.delta", "0.1", "--print_config"])
+    assert exit_info.value.code not in (None, 0)
+    err = capsys.readouterr().err
+    assert "delta" in err and "KeypointMSELoss" in err
+
+
+def test_the_flat_loss_string_is_gone(capsys):
+    with pytest.raises(SystemExit):
+        run_lightning_cli(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--model.rs_delta", "0.1"])
+    assert "rs_delta" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"instance_sort_weight": 0.0, "instance_sort_mode": "keypoint"}, "instance_sort_weight=0"),
+        ({"instance_sort_weight": 0.0, "confidence": "sigmoid"}, "instance_sort_weight=0"),
+        ({"score_thr": 0.3}, "score_thr=0.3 is only used with confidence='score'"),
+        ({"positive_threshold": 1.5}, "positive_threshold"),
+        ({"space": "probability"}, "space"),
+        ({"instance_sort_mode": "image"}, "instance_sort_mode"),
+        ({"scope": "image"}, "scope"),
+    ],
+)
+def test_ranking_loss_refuses_settings_it_would_ignore(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RankingLoss(**kwargs)
+
+
+def test_loss_and_codec_mismatch_fails_at_start_up_naming_both(synth, tmp_path):
+    mse = json.dumps({"class_path": "rspose.losses.KeypointMSELoss"})
+    with pytest.raises(ValueError, match=r"model.loss: KeypointMSELoss.*data.codec \(SimCCLabel\)"):
+        run_lightning_cli([*args_for(synth, tmp_path, "configs/quickstart_simcc.yaml"), "--model.loss", mse],
+                          run=False)
+
+
+def test_head_and_codec_mismatch_fails_at_start_up_naming_both(synth, tmp_path):
+    with pytest.raises(ValueError, match=r"model.head: SimCCHead outputs SimCC.*data.codec \(MSRAHeatmap\)"):
+        run_lightning_cli([*args_for(synth, tmp_path), "--model.head", "rspose.models.SimCCHead"], run=False)
+    with pytest.raises(ValueError, match=r"model.head: HeatmapHead makes 48x64.*heatmap_size is \(24, 32\)"):
+        run_lightning_cli([*args_for(synth, tmp_path), "--model.head.init_args.deconv_out_channels", "[8]",
+                           "--model.head.init_args.deconv_kernel_sizes", "[4]"], run=False)
+
+
+def test_simcc_split_ratio_is_the_codecs(synth, tmp_path):
+    cli = run_lightning_cli([*args_for(synth, tmp_path, "configs/quickstart_simcc.yaml"),
+                             "--data.codec.init_args.simcc_split_ratio", "1.5"], run=False)
+    head = cli.model.model.head
+    assert head.simcc_split_ratio == 1.5 and head.num_bins == cli.datamodule.codec.simcc_size == (144, 192)
+    x, y = cli.model(torch.zeros(1, 3, 128, 96))
+    assert x.shape[-1] == 144 and y.shape[-1] == 192
+
+
+def test_checkpoint_monitor_defaults_to_val_ap(synth, tmp_path):
+    cli = run_lightning_cli(args_for(synth, tmp_path), run=False)
+    best = [c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None]
+    assert [c.monitor for c in best] == ["val/AP"]
+
+
+def test_mpii_monitor_resolves_to_pckh(monkeypatch):
+    from rspose import cli as cli_module
+
+    seen = {}
+
+    def fake_instantiate(self) -> None:  # stop before building the (absent) MPII data
+        seen["monitor"] = self._get(self.config, "checkpoint")["monitor"]
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli_module.RSPoseCLI, "instantiate_classes", fake_instantiate)
+    with pytest.raises(SystemExit):
+        run_lightning_cli(["--config", str(ROOT / "configs/mpii/simplebaseline_r50_256x256_mse.yaml")], run=False)
+    assert seen["monitor"] == "val/Mean"
+
+
+def _bound(loss: PoseLoss, codec) -> PoseLoss:
+    loss.bind(codec, COCO)
+    return loss
+
+
+def _heatmap_batch(b: int = 3, k: int = 17, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    codec = MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16), sigma=1.0)
+    kp = torch.rand(b, k, 2, generator=gen) * torch.tensor([40.0, 56.0]) + 4
+    targets = [codec.encode(kp[i].numpy(), torch.ones(k).numpy()) for i in range(b)]
+    batch = {
+        "heatmaps": torch.stack([torch.as_tensor(t["heatmaps"]) for t in targets]),
+        "target_weight": torch.stack([torch.as_tensor(t["target_weight"]) for t in targets]).float(),
+        "keypoints_input": kp,
+        "keypoints_visible": torch.ones(b, k),
+        "area_input": torch.full((b,), 48.0 * 64.0),
+    }
+    return torch.randn(b, k, 16, 12, generator=gen), batch
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_ranking_loss_propagates_a_non_finite_logit(bad):
+    loss = _bound(RankingLoss(), MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16), sigma=1.0))
+    pred, batch = _heatmap_batch()
+    pred[1, 3, 4, 5] = bad
+    pred.requires_grad_(True)
+    parts = loss(pred, batch)
+    assert not torch.isfinite(parts["loss"])
+    parts["loss"].backward()
+    assert not torch.isfinite(pred.grad).all()
+    clean, batch = _heatmap_batch()
+    assert torch.isfinite(loss(clean, batch)["loss"])
+
+
+def test_instance_sort_rejects_nothing_silently_on_nan_quality():
+    scores = torch.tensor([0.1, 0.5, 0.9])
+    quality = torch.tensor([0.2, float("nan"), 0.8])
+    assert torch.isnan(InstanceSortLoss()(scores, quality))
+    assert torch.isfinite(InstanceSortLoss()(scores, torch.tensor([0.2, 0.4, 0.8])))
+
+
+def test_training_step_stops_on_a_non_finite_loss(synth, tmp_path):
+    cli = run_lightning_cli(args_for(synth, tmp_path), run=False)
+    module = cli.model
+    pred, batch = _heatmap_batch()
+
+    class NaNModel(torch.nn.Module):
+        def forward(self, image):
+            return torch.full((image.shape[0], 17, 32, 24), float("nan"))
+
+    module.model = NaNModel()
+    batch["heatmaps"] = torch.nn.functional.interpolate(batch["heatmaps"], size=(32, 24))
+    batch["image"] = torch.zeros(3, 3, 128, 96)
+    module.loss.bind(cli.datamodule.codec, COCO)
+    with pytest.raises(FloatingPointError, match="non-finite training loss"):
+        module.training_step(batch, 0)
+
+
+def test_baseline_losses_return_their_parts():
+    pred, batch = _heatmap_batch()
+    parts = _bound(KeypointMSELoss(), MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16)))(pred, batch)
+    assert set(parts) == {"loss"} and parts["loss"].dtype == torch.float32
+    codec = SimCCLabel(input_size=(48, 64), sigma=2.0)
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(2, 17, 96, generator=gen), torch.randn(2, 17, 128, generator=gen)
+    simcc_batch = {"target_x": torch.rand(2, 17, 96), "target_y": torch.rand(2, 17, 128),
+                   "target_weight": torch.ones(2, 17)}
+    parts = _bound(KLDiscretLoss(), codec)((x, y), simcc_batch)
+    assert set(parts) == {"loss", "kl_x", "kl_y"}
+    assert parts["loss"].item() == pytest.approx(0.5 * (parts["kl_x"] + parts["kl_y"]).item())
