@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from rspose.codecs import MSRAHeatmap
 from rspose.data.specs import COCO
+from rspose.losses import KeypointMSELoss, RankingLoss
 from rspose.models import HeatmapHead, ResNetBackbone, TinyConvBackbone
 from rspose.module import PoseLitModule
 from rspose.optim import build_optimizer, build_param_groups
@@ -39,7 +40,8 @@ MODELS = {
 def make_module(model: str, loss: str) -> PoseLitModule:
     input_size, heatmap_size, backbone, head = MODELS[model]
     codec = MSRAHeatmap(input_size=input_size, heatmap_size=heatmap_size, sigma=2.0)
-    return PoseLitModule(backbone(), head(), codec=codec, spec=COCO, loss=loss, warmup_iters=0, flip_test=False)
+    loss_object = RankingLoss() if loss == "rs" else KeypointMSELoss()
+    return PoseLitModule(backbone(), head(), codec=codec, spec=COCO, loss=loss_object, warmup_iters=0, flip_test=False)
 
 
 def make_batches(module: PoseLitModule, batch: int, count: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:

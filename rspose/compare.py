@@ -61,13 +61,18 @@ RS = {"class_path": "rspose.losses.RankingLoss"}
 
 @dataclass
 class Variant:
-    """One trained configuration: ``config`` + ``loss`` (a class_path/init_args dict) + extra CLI ``args``."""
+    """One configuration: ``config`` + ``loss`` (a class_path/init_args dict) + extra CLI ``args``.
+
+    ``checkpoint_of``: do not train; evaluate that variant's checkpoint of the same seed with this variant's
+    ``args`` (e.g. another decoder: ``[--data.codec.init_args.decoding, centroid]``).
+    """
 
     name: str
     config: str
     loss: dict[str, Any]
     args: list[str] = field(default_factory=list)
     baseline: str | None = None
+    checkpoint_of: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.loss, dict) or "class_path" not in self.loss:
@@ -103,10 +108,10 @@ def load_variants(path: str | Path) -> list[Variant]:
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise ValueError(f"--variants {path}: entry {i} is not a mapping")
-        unknown = set(entry) - {"name", "config", "loss", "args", "baseline"}
+        unknown = set(entry) - {"name", "config", "loss", "args", "baseline", "checkpoint_of"}
         if unknown or not {"name", "config", "loss"} <= set(entry):
             raise ValueError(
-                f"--variants {path}: entry {i} needs name, config, loss (optional args, baseline); "
+                f"--variants {path}: entry {i} needs name, config, loss (optional args, baseline, checkpoint_of); "
                 f"unknown keys: {sorted(unknown)}"
             )
         variants.append(Variant(**entry))
@@ -114,16 +119,18 @@ def load_variants(path: str | Path) -> list[Variant]:
     for v in variants:
         if names.count(v.name) > 1:
             raise ValueError(f"--variants {path}: variant name {v.name!r} appears twice")
-        if v.baseline is not None and v.baseline not in names:
-            raise ValueError(f"--variants {path}: variant {v.name!r} has baseline {v.baseline!r}, not in the file")
+        for key in ("baseline", "checkpoint_of"):
+            other = getattr(v, key)
+            if other is not None and other not in names:
+                raise ValueError(f"--variants {path}: variant {v.name!r} has {key} {other!r}, not in the file")
     return variants
 
 
-def run_args(variant: Variant, seed: int, out: Path, extra: Sequence[str]) -> list[str]:
-    """The LightningCLI ``fit`` arguments of one run."""
+def run_args(variant: Variant, seed: int, out: Path, extra: Sequence[str], fit: bool = True) -> list[str]:
+    """The LightningCLI arguments of one run (``fit`` first when ``fit``)."""
     run_dir = out / variant.name / f"seed{seed}"
     return [
-        "fit",
+        *(["fit"] if fit else []),
         "--config", variant.config,
         "--model.loss", json.dumps(variant.loss),
         "--seed_everything", str(seed),
@@ -153,6 +160,40 @@ def run_one(args: list[str], threads: int) -> dict[str, float]:
     if not metrics:
         raise RuntimeError(f"run {' '.join(args)} reported no validation metrics (did validation run?)")
     metrics["wall_s"] = wall
+    return metrics
+
+
+def find_checkpoint(out: Path, name: str, seed: int) -> Path:
+    """The newest ``last.ckpt`` under ``out/name/seedS``."""
+    found = sorted((out / name / f"seed{seed}").rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"no last.ckpt under {out / name / f'seed{seed}'}: train {name!r} seed {seed} first")
+    return found[-1]
+
+
+def evaluate_one(args: list[str], checkpoint: str, threads: int) -> dict[str, float]:
+    """Validate the weights of ``checkpoint`` under the config and arguments ``args`` (no ``fit``).
+
+    Only the weights come from the checkpoint (loaded with ``weights_only=True``): every setting, the decoder
+    and the evaluation options included, is the one ``args`` give.
+    """
+    import torch
+
+    from rspose.cli import run_lightning_cli
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    cli = run_lightning_cli([*args, "--trainer.logger", "false"], run=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    cli.model.load_state_dict(state)
+    cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+    metrics = {
+        key[len("val/"):]: float(value)
+        for key, value in cli.trainer.callback_metrics.items()
+        if key.startswith("val/") and key != "val/loss"
+    }
+    metrics["eval_wall_s"] = time.perf_counter() - start
     return metrics
 
 
@@ -294,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     parser.add_argument("--skip-done", action="store_true", help="skip (name, seed) already in results.json")
+    parser.add_argument(
+        "--evaluate", action="store_true",
+        help="do not train: re-evaluate the selected variants' last.ckpt (after adding metrics or decoders)",
+    )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: LightningCLI arguments for every run")
     args = parser.parse_args(argv)
     extra = [a for a in args.extra if a != "--"]
@@ -319,17 +364,37 @@ def main(argv: list[str] | None = None) -> int:
         write_results(out, runs, variants, settings)  # after every run: an interruption loses nothing finished
         print(f"[compare] {variant.name} seed {seed}: AP {metrics.get('AP', math.nan):.3f}", flush=True)
 
-    if args.jobs == 1:
-        for variant, seed in todo:
-            record(variant, seed, run_one(run_args(variant, seed, out, extra), args.threads))
-    else:
+    def job(variant: Variant, seed: int) -> tuple[Any, tuple[Any, ...]]:
+        if variant.checkpoint_of is None and not args.evaluate:
+            return run_one, (run_args(variant, seed, out, extra), args.threads)
+        source = variant.checkpoint_of or variant.name
+        checkpoint = str(find_checkpoint(out, source, seed))
+        return evaluate_one, (run_args(variant, seed, out, extra, fit=False), checkpoint, args.threads)
+
+    def finish(variant: Variant, seed: int, metrics: dict[str, float]) -> None:
+        if args.evaluate and variant.checkpoint_of is None:  # keep the training wall time of the row
+            old = next((r for r in runs if r["name"] == variant.name and int(r["seed"]) == seed), None)
+            if old is not None and "wall_s" in old["metrics"]:
+                metrics = {**metrics, "wall_s": old["metrics"]["wall_s"]}
+        record(variant, seed, metrics)
+
+    # evaluations of another variant's checkpoints wait for that variant's training (run after all training)
+    first = [(v, s) for v, s in todo if v.checkpoint_of is None]
+    later = [(v, s) for v, s in todo if v.checkpoint_of is not None]
+    for batch in (first, later):
+        if args.jobs == 1:
+            for variant, seed in batch:
+                fn, fn_args = job(variant, seed)
+                finish(variant, seed, fn(*fn_args))
+            continue
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                  initargs=(max(args.threads, 1),)) as pool:
-            futures = {
-                pool.submit(run_one, run_args(v, s, out, extra), args.threads): (v, s) for v, s in todo
-            }
+            futures = {}
+            for variant, seed in batch:
+                fn, fn_args = job(variant, seed)
+                futures[pool.submit(fn, *fn_args)] = (variant, seed)
             for future in as_completed(futures):
-                record(*futures[future], future.result())
+                finish(*futures[future], future.result())
     table = write_results(out, runs, variants, settings)
     plots = write_plots(out, runs)
     print(table)

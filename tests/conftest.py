@@ -20,6 +20,21 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+def compare_args(data: Path) -> list[str]:
+    """The LightningCLI arguments that keep a compare run tiny."""
+    return [
+        "--data.root", str(data), "--data.num_workers", "0", "--data.persistent_workers", "false",
+        "--data.batch_size", "16", "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.num_sanity_val_steps", "0",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_compare_args(tiny_compare) -> list[str]:
+    return compare_args(tiny_compare.parent / "data")
+
+
 @pytest.fixture(scope="session")
 def tiny_compare(tmp_path_factory) -> Path:
     """`rspose compare` on 16 synthetic images, one short epoch per run, both pairs; returns its output folder."""
@@ -32,13 +47,7 @@ def tiny_compare(tmp_path_factory) -> Path:
     before = torch.get_num_threads()  # session fixtures are set up before the per-test thread fixture
     torch.set_num_threads(1)
     try:
-        code = main([
-            "--out", str(out), "--pairs", "heatmap", "simcc", "--",
-            "--data.root", str(data), "--data.num_workers", "0", "--data.persistent_workers", "false",
-            "--data.batch_size", "16", "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.num_sanity_val_steps", "0",
-        ])
+        code = main(["--out", str(out), "--pairs", "heatmap", "simcc", "--", *compare_args(data)])
     finally:
         torch.set_num_threads(before)
     assert code == 0

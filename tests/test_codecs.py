@@ -422,3 +422,34 @@ def test_shape_errors_name_the_problem():
         SimCCLabel().decode((torch.zeros(1, K, 100), torch.zeros(1, K, 512)))
     with pytest.raises(ValueError, match=r"\(K, 2\)"):
         SimCCLabel().encode(np.zeros((K, 3)), np.ones(K))
+
+
+def test_centroid_decoding_matches_a_slow_loop_and_is_decoding_only():
+    from rspose.codecs.dark import heatmap_argmax, refine_centroid
+
+    gen = torch.Generator().manual_seed(5)
+    maps = torch.rand(2, 3, 7, 6, generator=gen) - 0.2  # some negative values, clamped to 0 in the window
+    maps[0, 0] = 0.0
+    maps[0, 0, 0, 0] = 1.0  # argmax in the corner: outside pixels count as 0
+    maps[1, 2] = -1.0  # no positive mass: the argmax stays
+    locs, _ = heatmap_argmax(maps)
+    got = refine_centroid(locs, maps)
+    for b in range(2):
+        for k in range(3):
+            x0, y0 = (int(v) for v in locs[b, k])
+            mass = sx = sy = 0.0
+            for yy in range(y0 - 1, y0 + 2):
+                for xx in range(x0 - 1, x0 + 2):
+                    if 0 <= yy < 7 and 0 <= xx < 6:
+                        v = max(float(maps[b, k, yy, xx]), 0.0)
+                        mass, sx, sy = mass + v, sx + v * xx, sy + v * yy
+            expected = (sx / mass, sy / mass) if mass > 0 else (x0, y0)
+            assert got[b, k].tolist() == pytest.approx(expected, abs=1e-5), (b, k)
+    quarter = MSRAHeatmap(input_size=(24, 28), heatmap_size=(6, 7))
+    centroid = MSRAHeatmap(input_size=(24, 28), heatmap_size=(6, 7), decoding="centroid")
+    kp = np.array([[5.3, 9.1], [12.0, 20.2]], dtype=np.float32)
+    vis = np.ones(2, dtype=np.float32)
+    np.testing.assert_array_equal(quarter.encode(kp, vis)["heatmaps"], centroid.encode(kp, vis)["heatmaps"])
+    assert MSRAHeatmap(unbiased=True).decoding == "dark" and quarter.decoding == "quarter"
+    with pytest.raises(ValueError, match="decoding='argmax'"):
+        MSRAHeatmap(decoding="argmax")  # type: ignore[arg-type]

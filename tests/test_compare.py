@@ -1,29 +1,101 @@
-"""`rspose compare` end to end on tiny synthetic data: the table (Markdown + JSON), per-instance tables, plots."""
+"""`rspose compare` end to end on tiny synthetic data (the table, per-instance tables, plots, rows kept across
+invocations, re-evaluation from checkpoints) and its statistics against hand-computed values."""
 
 from __future__ import annotations
 
 import json
+import statistics
 
 import cv2
+import pytest
 
-from rspose.compare import COLUMNS
+from rspose.compare import COLUMNS, Variant, load_variants, main, markdown_table, summarise
 from rspose.viz import load_instances
 
 
 def test_compare_writes_table_tables_and_plots(tiny_compare):
     results = json.loads((tiny_compare / "results.json").read_text())
-    runs = results["results"]
-    assert set(runs) == {"heatmap_mse", "heatmap_rs", "simcc_kl", "simcc_rs"}
-    for name, metrics in runs.items():
-        for key in ("AP", "AP50", "AP75", "AR", "spearman", "spearman_keypoint", "spearman_before_nms"):
+    runs = {(r["name"], r["seed"]): r for r in results["runs"]}
+    assert {("heatmap_mse", 0), ("heatmap_rs", 0), ("simcc_kl", 0), ("simcc_rs", 0)} <= set(runs)
+    assert runs[("heatmap_rs", 0)]["loss"]["class_path"] == "rspose.losses.RankingLoss"
+    assert runs[("simcc_kl", 0)]["loss"]["class_path"] == "rspose.losses.KLDiscretLoss"
+    for (name, seed), run in runs.items():
+        if name.endswith("_centroid"):
+            continue
+        metrics = run["metrics"]
+        for key in ("AP", "AP75", "spearman", "spearman_keypoint", "spearman_before_nms"):
             assert key in metrics, (name, key)
         assert -1.0 <= metrics["AP"] <= 1.0 and metrics["wall_s"] > 0
-        table = load_instances(tiny_compare / f"{name}.val.instances.json")
-        # the table's metrics are the ones the run reported
+        table = load_instances(tiny_compare / name / f"seed{seed}" / "eval.val.instances.json")
+        # the per-instance table's metrics are the ones the run reported
         assert abs(table["meta"]["metrics"]["AP"] - metrics["AP"]) < 1e-9
     markdown = (tiny_compare / "results.md").read_text()
-    assert all(column in markdown for column in COLUMNS) and markdown.count("\n| ") == 4  # one row per run
-    assert results["settings"]["delta"] == 0.5 and results["settings"]["lambda"] == 1.0
+    assert all(column in markdown for column in COLUMNS)
+    assert "| heatmap_rs | heatmap_mse | 1 |" in markdown and "| simcc_rs | simcc_kl | 1 |" in markdown
     for stem in ("score_vs_oks", "calibration", "keypoint_correlations", "ap_nms", "side_by_side"):
         image = cv2.imread(str(tiny_compare / f"{stem}.png"))
         assert image is not None and image.shape[0] > 100 and image.shape[1] > 100, stem
+
+
+def test_a_second_invocation_keeps_earlier_rows_and_evaluation_reproduces_training(tiny_compare, tiny_compare_args):
+    before = json.loads((tiny_compare / "results.json").read_text())["runs"]
+    mse_ap = next(r["metrics"]["AP"] for r in before if r["name"] == "heatmap_mse")
+    # re-evaluate one run from its last.ckpt: same weights, same settings -> the same metrics
+    assert main(["--out", str(tiny_compare), "--pairs", "heatmap", "--only", "heatmap_mse", "--evaluate",
+                 "--", *tiny_compare_args]) == 0
+    after = json.loads((tiny_compare / "results.json").read_text())["runs"]
+    assert len(after) == len(before)  # replaced its row, kept the others
+    again = next(r for r in after if r["name"] == "heatmap_mse")
+    assert again["metrics"]["AP"] == pytest.approx(mse_ap, abs=1e-12) and "eval_wall_s" in again["metrics"]
+    assert {(r["name"], r["seed"]) for r in after} == {(r["name"], r["seed"]) for r in before}
+
+
+def test_variants_file_checkpoint_of_evaluates_another_decoder(tiny_compare, tiny_compare_args, tmp_path):
+    variants = tmp_path / "variants.yaml"
+    variants.write_text(
+        "- {name: heatmap_mse, config: configs/quickstart.yaml, loss: {class_path: rspose.losses.KeypointMSELoss}}\n"
+        "- name: heatmap_mse_centroid\n"
+        "  config: configs/quickstart.yaml\n"
+        "  checkpoint_of: heatmap_mse\n"
+        "  baseline: heatmap_mse\n"
+        "  loss: {class_path: rspose.losses.KeypointMSELoss}\n"
+        "  args: [--data.codec.init_args.decoding, centroid]\n"
+    )
+    assert main(["--out", str(tiny_compare), "--variants", str(variants), "--only", "heatmap_mse_centroid",
+                 "--", *tiny_compare_args]) == 0
+    runs = json.loads((tiny_compare / "results.json").read_text())["runs"]
+    row = next(r for r in runs if r["name"] == "heatmap_mse_centroid")
+    assert "--data.codec.init_args.decoding" in row["args"] and 0.0 <= row["metrics"]["AP"] <= 1.0
+    assert not (tiny_compare / "heatmap_mse_centroid" / "seed0" / "lightning_logs").exists()  # nothing trained
+
+
+def test_summary_statistics_match_hand_computed_values():
+    runs = []
+    for seed, (base, other) in enumerate([(0.70, 0.60), (0.68, 0.65), (0.72, 0.62)]):
+        runs.append({"name": "mse", "seed": seed, "metrics": {"AP": base, "wall_s": 10.0}})
+        runs.append({"name": "rs", "seed": seed, "metrics": {"AP": other, "wall_s": 12.0}})
+    runs.append({"name": "rs", "seed": 7, "metrics": {"AP": 0.93}})  # unpaired seed: in the mean, not the diff
+    variants = [Variant("mse", "c.yaml", {"class_path": "x.A"}), Variant("rs", "c.yaml", {"class_path": "x.B"},
+                                                                        baseline="mse")]
+    rows = {row["name"]: row for row in summarise(runs, variants)}
+    assert rows["mse"]["mean"]["AP"] == pytest.approx((0.70, statistics.stdev([0.70, 0.68, 0.72])))
+    assert rows["rs"]["mean"]["AP"] == pytest.approx((0.70, statistics.stdev([0.60, 0.65, 0.62, 0.93])))
+    diffs = [-0.10, -0.03, -0.10]
+    assert rows["rs"]["diff"]["AP"] == pytest.approx((sum(diffs) / 3, statistics.stdev(diffs)))
+    assert rows["rs"]["diff_seeds"] == [0, 1, 2] and rows["mse"]["diff"] == {}
+    table = markdown_table(list(rows.values()))
+    spread = statistics.stdev([0.60, 0.65, 0.62, 0.93])
+    assert f"| rs | 4 | 0.700 +- {spread:.3f} |" in table and "| rs | mse | 3 | -0.077 +- 0.040 |" in table
+
+
+def test_bad_variants_files_name_the_problem(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text("- {name: a, config: c.yaml, loss: {class_path: x.A}, baseline: nope}\n")
+    with pytest.raises(ValueError, match="baseline 'nope', not in the file"):
+        load_variants(path)
+    path.write_text("- {name: a, config: c.yaml, loss: rs}\n")
+    with pytest.raises(ValueError, match="loss must be a mapping with class_path"):
+        load_variants(path)
+    path.write_text("- {name: a, config: c.yaml, loss: {class_path: x.A}, lr: 3}\n")
+    with pytest.raises(ValueError, match=r"unknown keys: \['lr'\]"):
+        load_variants(path)

@@ -10,6 +10,7 @@ over instances, keypoints or pixels. The rules follow mmpose 1.x (``codecs/utils
 * :func:`refine_dark`: Gaussian blur (cv2 kernel, zero border, rescaled to the original maximum), log with a
   1e-10 floor, one Newton step with the Hessian from +-2 px differences (``refine_keypoints_dark``); skipped
   within 2 px of the border and where the Hessian is singular.
+* :func:`refine_centroid` (not in mmpose): centre of mass of the non-negative values around the argmax.
 * :func:`refine_dark_udp`: same blur, clip to [1e-3, 50], log, edge padding, one Newton step with +-1 px
   differences and ``H + eps I`` (``refine_keypoints_dark_udp``).
 
@@ -91,6 +92,35 @@ def refine_quarter(locs: Tensor, heatmaps: Tensor) -> Tensor:
     step = torch.stack((torch.where(ok_x, dx.sign(), 0.0), torch.where(ok_y, dy.sign(), 0.0)), dim=-1)
     step = torch.nan_to_num(step, nan=0.0)
     return locs.float() + 0.25 * step.reshape(b, k, 2)
+
+
+def refine_centroid(locs: Tensor, heatmaps: Tensor, radius: int = 1) -> Tensor:
+    """Centre of mass of the non-negative heatmap values in the (2r+1) x (2r+1) window around the argmax.
+
+    Not an mmpose rule: a decoder for maps whose peak is not Gaussian-shaped (ranking-trained sigmoid maps).
+    Pixels outside the map count as 0; a window with no positive mass keeps the argmax.
+
+    Args:
+        locs: (B, K, 2) int64 argmax locations; heatmaps: (B, K, h, w) float32; radius: r >= 1.
+
+    Returns:
+        (B, K, 2) float32 refined locations in heatmap pixels.
+    """
+    b, k, h, w = heatmaps.shape
+    offsets = torch.arange(-radius, radius + 1, device=heatmaps.device)
+    dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
+    dx, dy = dx.reshape(-1), dy.reshape(-1)  # (W2,)
+    x = locs[..., 0].reshape(-1, 1) + dx  # (B*K, W2)
+    y = locs[..., 1].reshape(-1, 1) + dy
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    flat = heatmaps.reshape(b * k, h * w)
+    values = flat.gather(1, (y.clamp(0, h - 1) * w + x.clamp(0, w - 1)))
+    values = torch.where(inside & torch.isfinite(values), values.clamp(min=0), 0.0)
+    mass = values.sum(1, keepdim=True)
+    safe = torch.where(mass > 0, mass, 1.0)
+    offset = torch.stack(((values * dx).sum(1, keepdim=True) / safe, (values * dy).sum(1, keepdim=True) / safe), -1)
+    offset = torch.where((mass > 0).unsqueeze(-1), offset, 0.0)
+    return locs.float() + offset.reshape(b, k, 2)
 
 
 @functools.lru_cache(maxsize=32)

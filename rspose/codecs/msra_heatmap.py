@@ -17,13 +17,14 @@ Shapes: K keypoints, B instances, heatmaps (K, h, w) per sample and (B, K, h, w)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from rspose.codecs.base import Codec, HeadOutput, to_tensor
-from rspose.codecs.dark import check_heatmaps, heatmap_argmax, refine_dark, refine_quarter
+from rspose.codecs.dark import check_heatmaps, heatmap_argmax, refine_centroid, refine_dark, refine_quarter
 
 
 def check_keypoints(keypoints: np.ndarray, keypoints_visible: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +109,9 @@ class MSRAHeatmap(Codec):
         sigma: Gaussian sigma in heatmap pixels.
         unbiased: DARK: sub-pixel Gaussian encoding and DARK decoding (Taylor step on the blurred log heatmap).
         blur_kernel_size: odd kernel size of the DARK blur (11 for sigma 2, 17 for sigma 3).
+        decoding: the sub-pixel step after the argmax: ``"quarter"`` (0.25 px toward the larger neighbour),
+            ``"dark"`` or ``"centroid"`` (centre of mass of the 3x3 window, not an mmpose rule); ``None``
+            (default) = ``"dark"`` when ``unbiased`` else ``"quarter"``. Decoding only: targets do not change.
     """
 
     target_keys = ("heatmaps",)
@@ -120,6 +124,7 @@ class MSRAHeatmap(Codec):
         sigma: float = 2.0,
         unbiased: bool = False,
         blur_kernel_size: int = 11,
+        decoding: Literal["quarter", "dark", "centroid"] | None = None,
     ) -> None:
         if sigma <= 0:
             raise ValueError(f"MSRAHeatmap: sigma must be > 0, got {sigma}")
@@ -130,6 +135,9 @@ class MSRAHeatmap(Codec):
         self.sigma = float(sigma)
         self.unbiased = unbiased
         self.blur_kernel_size = blur_kernel_size
+        if decoding not in (None, "quarter", "dark", "centroid"):
+            raise ValueError(f"MSRAHeatmap: decoding={decoding!r}, expected 'quarter', 'dark', 'centroid' or null")
+        self.decoding = decoding or ("dark" if unbiased else "quarter")
         #: (2,) float32 input pixels per heatmap pixel (x, y).
         self.scale_factor = (np.array(self.input_size) / np.array(self.heatmap_size)).astype(np.float32)
 
@@ -147,8 +155,10 @@ class MSRAHeatmap(Codec):
             raise TypeError(f"{type(self).__name__}.decode: expected one (B, K, h, w) tensor, got a tuple")
         heatmaps = check_heatmaps(to_tensor(output), self.heatmap_size, f"{type(self).__name__}.decode")
         locs, scores = heatmap_argmax(heatmaps)
-        if self.unbiased:
+        if self.decoding == "dark":
             refined = refine_dark(locs, heatmaps, self.blur_kernel_size)
+        elif self.decoding == "centroid":
+            refined = refine_centroid(locs, heatmaps)
         else:
             refined = refine_quarter(locs, heatmaps)
         scale = torch.as_tensor(self.scale_factor, device=heatmaps.device)
