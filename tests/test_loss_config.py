@@ -195,3 +195,17 @@ def test_baseline_losses_return_their_parts():
     parts = _bound(KLDiscretLoss(), codec)((x, y), simcc_batch)
     assert set(parts) == {"loss", "kl_x", "kl_y"}
     assert parts["loss"].item() == pytest.approx(0.5 * (parts["kl_x"] + parts["kl_y"]).item())
+
+
+def test_anchor_term_is_the_mse_of_the_sigmoid_maps_and_off_by_default():
+    codec = MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16), sigma=1.0)
+    pred, batch = _heatmap_batch(seed=4)
+    plain = _bound(RankingLoss(), codec)(pred, batch)
+    anchored = _bound(RankingLoss(anchor_weight=2.0), codec)(pred, batch)
+    assert "anchor" not in plain
+    w = batch["target_weight"][:, :, None, None]
+    expected = ((pred.sigmoid() - batch["heatmaps"]) ** 2 * w).mean()
+    assert anchored["anchor"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert anchored["loss"].item() == pytest.approx((plain["loss"] + 2.0 * expected).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="anchor_weight"):
+        RankingLoss(anchor_weight=-1.0)

@@ -25,6 +25,7 @@ from torch import Tensor
 from rspose.codecs.base import HeadOutput
 from rspose.losses.base import PoseLoss
 from rspose.losses.instance_sort import DEFAULT_INSTANCE_SORT_WEIGHT, InstanceSortLoss
+from rspose.losses.mse import keypoint_mse
 from rspose.losses.quality import ConfidenceKind, instance_confidence, oks_quality
 from rspose.losses.rank_sort import DEFAULT_DELTA
 from rspose.losses.spatial_rs import Scope, SpatialRSLoss
@@ -55,8 +56,12 @@ class RankingLoss(PoseLoss):
             2-sigma disc; 0.1 keeps labels >= 0.1.
         space: rank the logits (``"logit"``) or their sigmoid probabilities (``"sigmoid"``, as RankED does;
             use a delta of about 0.1 there). The gradient reaches the logits through the sigmoid.
+        anchor_weight: **beyond the paper, never a default**: adds ``anchor_weight x MSE(sigmoid(logits),
+            targets)`` (the heatmap/SimCC labels), which fixes the absolute level of the scores that the
+            shift-invariant ranking losses leave free. 0 (default) = the pure ranking objective.
 
-    ``loss(output, batch) -> {"loss", "spatial", "spatial_rank", "spatial_sort"[, "instance_sort", "oks_train"]}``
+    ``loss(output, batch) -> {"loss", "spatial", "spatial_rank", "spatial_sort"[, "instance_sort", "oks_train"]
+    [, "anchor"]}``
     (``oks_train``: mean OKS of the decoded training predictions).
     """
 
@@ -73,6 +78,7 @@ class RankingLoss(PoseLoss):
         score_thr: float = 0.2,
         positive_threshold: float = 0.0,
         space: RankingSpace = "logit",
+        anchor_weight: float = 0.0,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -84,6 +90,8 @@ class RankingLoss(PoseLoss):
             raise ValueError(f"{name}: space={space!r}, expected 'logit' or 'sigmoid'")
         if not 0 <= positive_threshold < 1:
             raise ValueError(f"{name}: positive_threshold={positive_threshold}, expected 0 <= value < 1")
+        if not anchor_weight >= 0:
+            raise ValueError(f"{name}: anchor_weight={anchor_weight}, expected >= 0")
         if not instance_sort_weight >= 0:
             raise ValueError(f"{name}: instance_sort_weight={instance_sort_weight}, expected >= 0")
         uses_instance = instance_sort_weight > 0 and instance_sort_mode in ("instance", "both")
@@ -105,10 +113,12 @@ class RankingLoss(PoseLoss):
         self.score_thr = float(score_thr)
         self.positive_threshold = float(positive_threshold)
         self.space: RankingSpace = space
+        self.anchor_weight = float(anchor_weight)
 
     def extra_repr(self) -> str:
         return (f"instance_sort_weight={self.instance_sort_weight}, instance_sort_mode={self.instance_sort_mode!r}, "
-                f"confidence={self.confidence!r}, positive_threshold={self.positive_threshold}, space={self.space!r}")
+                f"confidence={self.confidence!r}, positive_threshold={self.positive_threshold}, space={self.space!r}, "
+                f"anchor_weight={self.anchor_weight}")
 
     def forward(self, output: HeadOutput, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         weight = batch["target_weight"].float()
@@ -119,6 +129,11 @@ class RankingLoss(PoseLoss):
         if self.instance_sort_weight > 0:
             parts.update(self._instance_sort(output, batch, weight))
             total = total + self.instance_sort_weight * parts["instance_sort"]
+        if self.anchor_weight > 0:
+            parts["anchor"] = torch.stack([
+                keypoint_mse(o.float().sigmoid(), t, weight) for o, t in zip(self.outputs(output), self.targets(batch))
+            ]).mean()
+            total = total + self.anchor_weight * parts["anchor"]
         return {"loss": total, **parts}
 
     def _spatial(self, pred: Tensor, target: Tensor, weight: Tensor) -> dict[str, Tensor]:
