@@ -35,6 +35,7 @@ from rspose.losses import (
     oks_quality,
 )
 from rspose.models import PoseModel
+from rspose.models.pretrained import load_pose_weights
 from rspose.optim import build_optimizer, build_param_groups, lr_lambda
 
 LossName = Literal["mse", "kl", "rs"]
@@ -66,6 +67,10 @@ class PoseLitModule(LightningModule):
         eval_ap_before_nms: also evaluate AP without NMS (one more COCOeval), reported as ``AP_before_nms``.
         eval_backend: COCOeval implementation; faster_coco_eval (``pip install rspose[fast]``) gives identical
             numbers about 2.6x faster (benchmarks/metric.py).
+        init_from: local checkpoint of a whole pose model (backbone and head) loaded after the network is built:
+            mmpose 1.x / 0.x, ViTPose or rspose files (:func:`rspose.models.pretrained.load_pose_weights`).
+        init_from_strict: with ``init_from``, fail unless every tensor is filled and nothing is left over
+            (``False``: load what fits and warn).
     """
 
     def __init__(
@@ -97,6 +102,8 @@ class PoseLitModule(LightningModule):
         eval_outfile_prefix: str | None = None,
         eval_ap_before_nms: bool = False,
         eval_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        init_from: str | None = None,
+        init_from_strict: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "head", "codec", "spec"])
@@ -117,6 +124,8 @@ class PoseLitModule(LightningModule):
         self.codec = codec
         self.spec = spec
         self.model = PoseModel(backbone, head, num_keypoints=spec.num_keypoints, input_size=codec.input_size)
+        if init_from is not None:
+            load_pose_weights(self.model, init_from, strict=init_from_strict)
         self.register_buffer("sigmas", torch.tensor(spec.sigmas, dtype=torch.float32), persistent=False)
         self.flip_indices = list(spec.flip_indices)
         if loss == "rs":
