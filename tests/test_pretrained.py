@@ -377,3 +377,32 @@ def test_pickled_payload_is_refused_without_the_opt_in(tmp_path: Path, monkeypat
     with pytest.warns(UserWarning, match=ALLOW_PICKLE_ENV):
         state = read_state_dict(path)
     assert list(state) == ["conv1.weight"] and marker.exists()
+
+
+def test_numpy_metadata_loads_without_the_opt_in(tmp_path: Path, monkeypatch) -> None:
+    """mmpose 1.x checkpoints keep numpy arrays in ``meta`` (e.g. dataset_meta sigmas): not code, so allowed."""
+    import numpy as np
+
+    monkeypatch.delenv(ALLOW_PICKLE_ENV, raising=False)
+    path = tmp_path / "mmpose_meta.pth"
+    sigmas = np.array([0.026, 0.025, 0.025])
+    torch.save({"meta": {"dataset_meta": {"sigmas": sigmas, "num_keypoints": np.int64(17),
+                                          "names": np.array(["nose", "left_eye"], dtype=object)}},
+                "state_dict": {"backbone.conv1.weight": torch.ones(2)}}, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_state_dict(path)["conv1.weight"].tolist() == [1.0, 1.0]
+
+
+def test_init_from_through_the_cli_config(tmp_path: Path) -> None:
+    from rspose.inferencer import build_module
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+    src, _ = build_module(config)
+    _randomise(src.model, 9)
+    path = tmp_path / "src.ckpt"
+    torch.save({"state_dict": src.state_dict()}, path)
+    dst, _ = build_module(config, ["--model.init_from", str(path)])
+    for k, v in src.model.state_dict().items():
+        torch.testing.assert_close(dst.model.state_dict()[k], v, rtol=0, atol=0)
+    assert dst.hparams.init_from == str(path) and dst.hparams.init_from_strict is True

@@ -12,8 +12,8 @@ Key prefixes ``module.`` (DDP), ``model.`` (Lightning modules holding a ``PoseMo
 unexpected and shape-mismatched keys are reported in one :class:`UserWarning` instead of failing, so an
 ImageNet checkpoint with its classifier (``fc.*``) loads into a headless backbone.
 
-Safe loading: files are read with ``torch.load(weights_only=True)``, which unpickles tensors, containers and
-plain values only, so a checkpoint cannot run code when it is opened. A file that needs more (mmengine
+Safe loading: files are read with ``torch.load(weights_only=True)``, which unpickles tensors, containers,
+plain values and (allowed here) numpy arrays only, so a checkpoint cannot run code when it is opened. A file that needs more (mmengine
 checkpoints pickle their message hub and config objects) is refused with one message naming the file; the
 only way to read it anyway is the explicit opt-in ``RSPOSE_ALLOW_PICKLE=1`` in the environment (or
 ``allow_pickle=True`` in Python), for files you trust. Re-saving only the weights
@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -51,6 +52,22 @@ def pickle_allowed(allow_pickle: bool | None = None) -> bool:
     return os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+def numpy_safe_globals() -> list:
+    """numpy array / scalar / dtype reconstruction, allowed in weights-only loading (mmpose checkpoints keep numpy
+    arrays in ``meta``). They rebuild arrays from raw bytes and run no code; object arrays' items still go through
+    the weights-only unpickler. Listed under both the numpy 2 (``numpy._core``) and numpy 1 (``numpy.core``) names."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray
+    out: list = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+    out += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    for name in ("_reconstruct", "scalar"):
+        fn = getattr(multiarray, name)
+        out += [(fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
+    return out
+
+
 def load_checkpoint_file(path: str | Path, allow_pickle: bool | None = None) -> object:
     """``torch.load`` a local file on the CPU, safely (``weights_only=True``) unless pickling is allowed.
 
@@ -69,7 +86,8 @@ def load_checkpoint_file(path: str | Path, allow_pickle: bool | None = None) -> 
         raise FileNotFoundError(f"checkpoint file not found: '{path}' (expected a local .pth/.pt/.ckpt file; "
                                 "rspose never downloads weights)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if not pickle_allowed(allow_pickle):
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
