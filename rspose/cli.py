@@ -5,6 +5,8 @@
   dataset spec are written once, under ``data``, and linked into the model.
 * ``rspose synth --out DIR``: write the synthetic COCO-format dataset.
 * ``rspose compare``: the MSE-vs-ranking reproduction on synthetic data (see :mod:`rspose.compare`).
+* ``rspose infer``: keypoints for images / folders / videos (:mod:`rspose.infer`); ``rspose export``: the network
+  to ONNX (:mod:`rspose.export`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         from rspose.data.synthetic import main as synth_main
 
         return synth_main(argv[1:])
+    if argv and argv[0] in ("infer", "export"):  # rspose infer / rspose export: see rspose/infer.py, rspose/export.py
+        module = __import__(f"rspose.{argv[0]}", fromlist=["main"])
+        return module.main(argv[1:])
     if argv and argv[0] == "compare":
         from rspose.compare import main as compare_main
 

@@ -26,6 +26,7 @@ from rspose.data.transforms import crop_to_image
 from rspose.evaluator import PoseEvaluator, build_evaluator
 from rspose.losses import PoseLoss
 from rspose.models import PoseModel
+from rspose.models.pretrained import load_pose_weights
 from rspose.optim import build_optimizer, build_param_groups, lr_lambda
 
 
@@ -52,6 +53,10 @@ class PoseLitModule(LightningModule):
         eval_ap_before_nms: also evaluate AP without NMS (one more COCOeval), reported as ``AP_before_nms``.
         eval_backend: COCOeval implementation; faster_coco_eval (``pip install rspose[fast]``) gives identical
             numbers about 2.6x faster (benchmarks/metric.py).
+        init_from: local checkpoint of a whole pose model (backbone and head) loaded after the network is built:
+            mmpose 1.x / 0.x, ViTPose or rspose files (:func:`rspose.models.pretrained.load_pose_weights`).
+        init_from_strict: with ``init_from``, fail unless every tensor is filled and nothing is left over
+            (``False``: load what fits and warn).
     """
 
     def __init__(
@@ -79,6 +84,8 @@ class PoseLitModule(LightningModule):
         eval_outfile_prefix: str | None = None,
         eval_ap_before_nms: bool = False,
         eval_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        init_from: str | None = None,
+        init_from_strict: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "head", "codec", "spec", "loss"])
@@ -102,6 +109,8 @@ class PoseLitModule(LightningModule):
         self.spec = spec
         self.loss = loss
         self.model = PoseModel(backbone, head, num_keypoints=spec.num_keypoints, codec=codec)
+        if init_from is not None:
+            load_pose_weights(self.model, init_from, strict=init_from_strict)
         self.flip_indices = list(spec.flip_indices)
         self.val_metric: PoseEvaluator | None = None
         self.test_metric: PoseEvaluator | None = None

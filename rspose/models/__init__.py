@@ -45,6 +45,7 @@ from rspose.models.checkpoint import load_weights, read_state_dict
 from rspose.models.head_base import PoseHead
 from rspose.models.heatmap_head import HeatmapHead
 from rspose.models.pose_model import PoseModel
+from rspose.models.pretrained import load_pose_weights
 from rspose.models.simcc_head import SimCCHead
 from rspose.models.vit import ViTBackbone
 from rspose.models.vitpose_simple_head import ViTPoseSimpleHead
@@ -59,6 +60,7 @@ __all__ = [
     "TinyConvBackbone",
     "ViTBackbone",
     "ViTPoseSimpleHead",
+    "load_pose_weights",
     "load_weights",
     "read_state_dict",
 ]

@@ -11,15 +11,25 @@ Key prefixes ``module.`` (DDP), ``model.`` (Lightning modules holding a ``PoseMo
 (e.g. the ``head.*`` of a pose model) are ignored. Tensors are loaded with ``strict=False``: missing,
 unexpected and shape-mismatched keys are reported in one :class:`UserWarning` instead of failing, so an
 ImageNet checkpoint with its classifier (``fc.*``) loads into a headless backbone.
+
+Safe loading: files are read with ``torch.load(weights_only=True)``, which unpickles tensors, containers,
+plain values and (allowed here) numpy arrays only, so a checkpoint cannot run code when it is opened. A file that needs more (mmengine
+checkpoints pickle their message hub and config objects) is refused with one message naming the file; the
+only way to read it anyway is the explicit opt-in ``RSPOSE_ALLOW_PICKLE=1`` in the environment (or
+``allow_pickle=True`` in Python), for files you trust. Re-saving only the weights
+(``torch.save(torch.load(f, weights_only=False)["state_dict"], "weights.pth")``, once, on a trusted file)
+makes a file that loads without it.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -27,24 +37,95 @@ from torch import Tensor, nn
 STRIPPED_PREFIXES = ("module.", "model.", "backbone.")
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Read a checkpoint file and return its flat ``name -> tensor`` weights, prefixes stripped.
+#: Environment variable that allows unpickling arbitrary objects from checkpoint files (trusted files only).
+ALLOW_PICKLE_ENV = "RSPOSE_ALLOW_PICKLE"
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint needs full unpickling (it could run code) and the opt-in was not given."""
+
+
+def pickle_allowed(allow_pickle: bool | None = None) -> bool:
+    """``allow_pickle`` if given, else whether ``RSPOSE_ALLOW_PICKLE`` is set to 1 / true / yes."""
+    if allow_pickle is not None:
+        return bool(allow_pickle)
+    return os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def numpy_safe_globals() -> list:
+    """numpy array / scalar / dtype reconstruction, allowed in weights-only loading (mmpose checkpoints keep numpy
+    arrays in ``meta``). They rebuild arrays from raw bytes and run no code; object arrays' items still go through
+    the weights-only unpickler. Listed under both the numpy 2 (``numpy._core``) and numpy 1 (``numpy.core``) names."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray
+    out: list = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+    out += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    for name in ("_reconstruct", "scalar"):
+        fn = getattr(multiarray, name)
+        out += [(fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
+    return out
+
+
+def load_checkpoint_file(path: str | Path, allow_pickle: bool | None = None) -> object:
+    """``torch.load`` a local file on the CPU, safely (``weights_only=True``) unless pickling is allowed.
+
+    Args:
+        path: local checkpoint file.
+        allow_pickle: ``True`` reads any pickle (runs code from the file: trusted files only); ``None`` (default)
+            reads the ``RSPOSE_ALLOW_PICKLE`` environment variable; ``False`` never.
 
     Raises:
         FileNotFoundError: the file does not exist (the message names the path).
-        ValueError: the file holds no tensor state dict.
+        UnsafeCheckpointError: the file holds objects other than tensors and plain containers, and pickling
+            is not allowed (the message names the file and the opt-in).
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: '{path}' (expected a local .pth/.pt/.ckpt file; "
                                 "rspose never downloads weights)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # mmengine / Lightning checkpoints pickle non-tensor metadata (configs, message hubs).
-        warnings.warn(f"checkpoint '{path}' holds non-tensor objects; loading it with weights_only=False "
-                      "(only do this with files you trust)", UserWarning, stacklevel=2)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not pickle_allowed(allow_pickle):
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UnsafeCheckpointError(
+                f"checkpoint '{path}' holds pickled objects besides tensors, which could run code when loaded "
+                f"({first[:200]}); rspose loads weights only. If you trust this file, set {ALLOW_PICKLE_ENV}=1 "
+                "in the environment, or re-save its weights alone with torch.save(state_dict, 'weights.pth')"
+            ) from None
+    warnings.warn(f"checkpoint '{path}': {ALLOW_PICKLE_ENV} is set, unpickling it with weights_only=False "
+                  "(only do this with files you trust)", UserWarning, stacklevel=2)
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_state_dict(path: str | Path, allow_pickle: bool | None = None) -> dict[str, Tensor]:
+    """Read a checkpoint file and return its flat ``name -> tensor`` weights, prefixes stripped.
+
+    ``allow_pickle``: see :func:`load_checkpoint_file` (default: the ``RSPOSE_ALLOW_PICKLE`` variable).
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message names the path).
+        UnsafeCheckpointError: the file needs full unpickling and the opt-in was not given.
+        ValueError: the file holds no tensor state dict.
+    """
+    path = Path(path).expanduser()
+    obj = load_checkpoint_file(path, allow_pickle)
+    state = unwrap_state_dict(obj, path)
+    for prefix in STRIPPED_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
+
+
+def unwrap_state_dict(obj: object, path: str | Path) -> dict[str, Tensor]:
+    """The flat ``name -> tensor`` dict of a loaded checkpoint: the top level, or under ``state_dict`` / ``model``.
+
+    Raises:
+        ValueError: no tensor state dict found (the message names ``path`` and the top-level keys).
+    """
     state = obj
     if isinstance(state, Mapping):
         for key in ("state_dict", "model"):
@@ -54,11 +135,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not isinstance(state, Mapping) or not any(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"checkpoint '{path}' holds no state dict of tensors (looked at the top level and under "
                          f"'state_dict' / 'model'; top-level keys: {list(obj)[:10] if isinstance(obj, Mapping) else type(obj)})")
-    state = {str(k): v for k, v in state.items() if isinstance(v, Tensor)}
-    for prefix in STRIPPED_PREFIXES:
-        if any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return state
+    return {str(k): v for k, v in state.items() if isinstance(v, Tensor)}
 
 
 def load_weights(

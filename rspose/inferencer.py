@@ -1,0 +1,189 @@
+"""Python inference API: a trained (or official) top-down model applied to any image and any person boxes.
+
+    >>> from rspose import Inferencer
+    >>> pose = Inferencer("configs/coco/simplebaseline_r50_256x192_mse.yaml", "td-hm_res50_coco-256x192.pth")
+    >>> keypoints, scores = pose(cv2.imread("photo.jpg"), boxes=[[x, y, w, h, score]])   # (N, K, 2), (N, K)
+
+The model is built from the same YAML config as ``rspose fit/test`` (backbone, head, codec, dataset spec,
+``flip_test``, ``loss``) and filled from the checkpoint with :func:`rspose.models.pretrained.load_pose_weights`
+(rspose Lightning checkpoints and mmpose / ViTPose files alike, strictly). Each box is cropped exactly like an
+evaluation sample (``bbox_padding``, aspect ratio of the codec's input, plain or UDP warp, ImageNet
+normalisation) and decoded by :meth:`rspose.module.PoseLitModule.decode_to_image`: the evaluation code path
+with flip test, the sigmoid after ranking training, the codec's decoding and the inverse warp. Instance scores
+are rescored as the COCO metric does (box score x mean keypoint score above ``keypoint_score_thr``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from rspose.data.readers.instance import box_center_scale
+from rspose.data.transforms import Normalizer, warp_image, warp_matrix
+from rspose.metrics.coco_ap import rescore
+
+
+@dataclass
+class PosePrediction:
+    """Predictions for N boxes of one image (K keypoints, image pixels).
+
+    keypoints: (N, K, 2) x, y; keypoint_scores: (N, K); instance_scores: (N,) box score x mean keypoint score
+    above the threshold (the metric's rescoring); boxes: (N, 5) x, y, w, h, box score.
+    """
+
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    instance_scores: np.ndarray
+    boxes: np.ndarray
+
+
+def build_module(config: str | Path, overrides: Sequence[str] = ()):  # -> PoseLitModule
+    """The :class:`rspose.module.PoseLitModule` (and its datamodule) of a ``rspose`` YAML config, nothing run.
+
+    ``overrides``: extra CLI arguments (``["--model.flip_test", "false"]``). No data is read.
+    """
+    from rspose.cli import run_lightning_cli
+
+    args = ["--config", str(config), "--seed_everything", "false", "--trainer.logger", "false",
+            "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false",
+            *overrides]
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:  # the (unused) trainer's start-up notes
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():  # called from `rspose infer`, sys.argv holds that command's arguments
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = run_lightning_cli(args, run=False)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    return cli.model, cli.datamodule
+
+
+def as_boxes(boxes: np.ndarray | Sequence[Sequence[float]] | None, image_shape: tuple[int, ...]) -> np.ndarray:
+    """(N, 4) or (N, 5) x, y, w, h[, score] -> (N, 5) float64 (score 1 when absent); None -> the whole image."""
+    if boxes is None:
+        h, w = image_shape[:2]
+        return np.array([[0.0, 0.0, float(w), float(h), 1.0]])
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except ValueError:
+        raise ValueError("boxes must be (N, 4) or (N, 5) x, y, w, h[, score]: every row the same length") from None
+    if arr.size == 0:
+        return np.zeros((0, 5))
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise ValueError(f"boxes must be (N, 4) or (N, 5) x, y, w, h[, score], got shape {arr.shape}")
+    if arr.shape[1] == 4:
+        arr = np.concatenate([arr, np.ones((arr.shape[0], 1))], axis=1)
+    if (arr[:, 2:4] <= 0).any():
+        raise ValueError(f"boxes need positive width and height, got {arr[(arr[:, 2:4] <= 0).any(axis=1)][0].tolist()}")
+    return arr
+
+
+class Inferencer:
+    """A pose model from a config and a checkpoint, applied to images.
+
+    Args:
+        config: an ``rspose`` YAML config (the model, codec and dataset of the checkpoint).
+        ckpt: local checkpoint (rspose ``.ckpt``, mmpose 1.x / 0.x, ViTPose); ``None`` keeps the weights the
+            config gives (random, or ``model.init_from``).
+        device: torch device for the network ("cpu", "cuda", "cuda:1").
+        overrides: extra config arguments, as on the command line.
+        batch_size: boxes per forward pass.
+        allow_pickle: see :func:`rspose.models.checkpoint.load_checkpoint_file` (default: ``RSPOSE_ALLOW_PICKLE``).
+
+    Attributes:
+        module: the :class:`rspose.module.PoseLitModule` (eval mode); spec: its dataset spec (keypoint names,
+        skeleton); bbox_padding: the data's box padding.
+    """
+
+    def __init__(
+        self,
+        config: str | Path,
+        ckpt: str | Path | None,
+        device: str | torch.device = "cpu",
+        overrides: Sequence[str] = (),
+        batch_size: int = 32,
+        allow_pickle: bool | None = None,
+    ) -> None:
+        from rspose.models.pretrained import load_pose_weights
+
+        if batch_size < 1:
+            raise ValueError(f"Inferencer: batch_size={batch_size}, expected >= 1")
+        module, datamodule = build_module(config, overrides)
+        if ckpt is not None:
+            self.load_report = load_pose_weights(module.model, ckpt, strict=True, allow_pickle=allow_pickle)
+        else:
+            self.load_report = None
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.spec = module.spec
+        self.codec = module.codec
+        self.bbox_padding = float(getattr(datamodule, "bbox_padding", 1.25))
+        self.batch_size = int(batch_size)
+        self.normalize = Normalizer()
+
+    def crops(self, image_bgr: np.ndarray, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(H, W, 3) uint8 BGR, (N, 5) boxes -> images (N, 3, h, w) normalised, centres (N, 2), scales (N, 2)."""
+        size = tuple(self.codec.input_size)
+        images, centers, scales = [], [], []
+        for box in boxes:
+            center, scale = box_center_scale(box[:4], size, self.bbox_padding)
+            matrix = warp_matrix(center, scale, 0.0, size, bool(self.codec.use_udp))
+            images.append(self.normalize(warp_image(image_bgr, matrix, size)))
+            centers.append(center)
+            scales.append(scale)
+        return (torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(centers)),
+                torch.from_numpy(np.stack(scales)))
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray | Sequence[Sequence[float]] | None = None,
+        color: Literal["bgr", "rgb"] = "bgr",
+    ) -> PosePrediction:
+        """Keypoints of the people in ``boxes`` (x, y, w, h[, score]; None = one box over the whole image).
+
+        ``image``: (H, W, 3) uint8, BGR (as ``cv2.imread`` gives) or RGB with ``color="rgb"``.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8, got shape {image.shape} dtype {image.dtype}")
+        if color not in ("bgr", "rgb"):
+            raise ValueError(f"color={color!r}, expected 'bgr' or 'rgb'")
+        bgr = np.ascontiguousarray(image[..., ::-1]) if color == "rgb" else image
+        box_arr = as_boxes(boxes, image.shape)
+        k = self.spec.num_keypoints
+        all_kpts, all_scores = [np.zeros((0, k, 2))], [np.zeros((0, k))]
+        for start in range(0, len(box_arr), self.batch_size):
+            chunk = box_arr[start:start + self.batch_size]
+            crops, centers, scales = self.crops(bgr, chunk)
+            batch = {"image": crops.to(self.device), "center": centers.to(self.device),
+                     "scale": scales.to(self.device)}
+            keypoints, scores = self.module.decode_to_image(batch)
+            all_kpts.append(keypoints.double().cpu().numpy())
+            all_scores.append(scores.double().cpu().numpy())
+        keypoints, scores = np.concatenate(all_kpts), np.concatenate(all_scores)
+        instance = rescore(scores, box_arr[:, 4], "bbox_keypoint", float(self.module.hparams.keypoint_score_thr))
+        return PosePrediction(keypoints, scores, instance, box_arr)
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray | Sequence[Sequence[float]] | None = None,
+        color: Literal["bgr", "rgb"] = "bgr",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(keypoints (N, K, 2), scores (N, K)) in image pixels; see :meth:`predict` (also instance scores)."""
+        pred = self.predict(image, boxes, color)
+        return pred.keypoints, pred.keypoint_scores
