@@ -209,3 +209,45 @@ def test_anchor_term_is_the_mse_of_the_sigmoid_maps_and_off_by_default():
     assert anchored["loss"].item() == pytest.approx((plain["loss"] + 2.0 * expected).item(), rel=1e-5)
     with pytest.raises(ValueError, match="anchor_weight"):
         RankingLoss(anchor_weight=-1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"confidence": "sigmoid", "positive_threshold": 0.1}, {"confidence": "score", "instance_sort_weight": 0.5},
+     {"space": "sigmoid", "delta": 0.1}, {"instance_sort_mode": "keypoint"}, {"instance_sort_mode": "both"}],
+    ids=["default", "sigmoid+pos0.1", "score+lambda0.5", "sigmoid-space", "keypoint", "both"],
+)
+def test_ranking_loss_is_its_parts_composed_by_hand(kwargs):
+    """RankingLoss = Spatial-RS on the (thresholded / sigmoid) maps + lambda x Instance-Sort of the chosen
+    confidences against OKS of the decoded maps, built here from the separately tested parts."""
+    from rspose.losses import SpatialRSLoss, instance_confidence, oks_quality
+
+    codec = MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16), sigma=1.0)
+    pred, batch = _heatmap_batch(seed=6)
+    batch["target_weight"][0, :5] = 0.0  # some unlabelled keypoints
+    loss = _bound(RankingLoss(**kwargs), codec)
+    got = loss(pred, batch)
+    args = {"delta": 0.5, "instance_sort_weight": 1.0, "confidence": "max_logit", "positive_threshold": 0.0,
+            "space": "logit", "instance_sort_mode": "instance", **kwargs}
+    target = batch["heatmaps"]
+    target = torch.where(target > args["positive_threshold"], target, 0.0)
+    maps = pred.sigmoid() if args["space"] == "sigmoid" else pred
+    spatial = SpatialRSLoss(delta=args["delta"])(maps, target, batch["target_weight"])["loss"]
+    weight = batch["target_weight"]
+    keypoints, _ = codec.decode(pred)
+    sigmas = torch.tensor(COCO.sigmas, dtype=torch.float32)
+    labelled = batch["keypoints_visible"] * (weight > 0)
+    terms = []
+    if args["instance_sort_mode"] in ("instance", "both"):
+        oks = oks_quality(keypoints, batch["keypoints_input"], labelled, batch["area_input"], sigmas)
+        conf = instance_confidence(pred, weight, kind=args["confidence"])
+        terms.append(InstanceSortLoss(delta=args["delta"])(conf, oks))
+    if args["instance_sort_mode"] in ("keypoint", "both"):
+        oks_k = oks_quality(keypoints, batch["keypoints_input"], labelled, batch["area_input"], sigmas,
+                            per_keypoint=True)
+        conf_k = instance_confidence(pred, weight, per_keypoint=True, kind=args["confidence"])
+        terms.append(InstanceSortLoss(delta=args["delta"], per_keypoint=True)(conf_k, oks_k, weight))
+    instance = torch.stack(terms).mean()
+    assert got["spatial"].item() == pytest.approx(spatial.item(), abs=1e-6)
+    assert got["instance_sort"].item() == pytest.approx(instance.item(), abs=1e-6)
+    assert got["loss"].item() == pytest.approx((spatial + args["instance_sort_weight"] * instance).item(), abs=1e-6)
