@@ -138,6 +138,9 @@ class MSRAHeatmap(Codec):
         if decoding not in (None, "quarter", "dark", "centroid"):
             raise ValueError(f"MSRAHeatmap: decoding={decoding!r}, expected 'quarter', 'dark', 'centroid' or null")
         self.decoding = decoding or ("dark" if unbiased else "quarter")
+        if blur_kernel_size != 11 and self.decoding != "dark":
+            raise ValueError(f"MSRAHeatmap: blur_kernel_size={blur_kernel_size} is only used by DARK decoding "
+                             f"(decoding={self.decoding!r}); set decoding: dark or unbiased: true")
         #: (2,) float32 input pixels per heatmap pixel (x, y).
         self.scale_factor = (np.array(self.input_size) / np.array(self.heatmap_size)).astype(np.float32)
 
