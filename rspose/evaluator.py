@@ -62,7 +62,10 @@ def build_evaluator(datamodule: Any, stage: str, hparams: Any) -> PoseEvaluator 
     if ann_file is None:
         return None
     spec = datamodule.spec
+    diagnostics = bool(getattr(hparams, "eval_diagnostics", False))
     if spec.name == "mpii":
+        if diagnostics:
+            raise ValueError("model.eval_diagnostics=true needs a COCO-style dataset (OKS AP); MPII is evaluated by PCKh")
         return PoseEvaluator(PCKhAccuracy())
     prefix = getattr(hparams, "eval_outfile_prefix", None)
     return PoseEvaluator(
@@ -76,5 +79,6 @@ def build_evaluator(datamodule: Any, stage: str, hparams: Any) -> PoseEvaluator 
             outfile_prefix=f"{prefix}.{stage}" if prefix else None,
             report_ap_before_nms=getattr(hparams, "eval_ap_before_nms", False),
             backend=getattr(hparams, "eval_backend", "pycocotools"),
+            diagnostics=diagnostics,
         )
     )

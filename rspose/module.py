@@ -52,6 +52,8 @@ class PoseLitModule(LightningModule):
         eval_ap_before_nms: also evaluate AP without NMS (one more COCOeval), reported as ``AP_before_nms``.
         eval_backend: COCOeval implementation; faster_coco_eval (``pip install rspose[fast]``) gives identical
             numbers about 2.6x faster (benchmarks/metric.py).
+        eval_diagnostics: also report AP_oracle, scoring_gap, oks_median, oks_mean, kpt_error, score_low_oks,
+            n_low_oks, score_rest, n_rest (one more NMS + COCOeval; see docs/metrics.md). COCO-style data only.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class PoseLitModule(LightningModule):
         eval_outfile_prefix: str | None = None,
         eval_ap_before_nms: bool = False,
         eval_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        eval_diagnostics: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "head", "codec", "spec", "loss"])
