@@ -7,6 +7,7 @@ its states across ranks in ``compute``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -48,6 +49,11 @@ class PoseEvaluator(nn.Module):
 
     def compute(self) -> dict[str, float]:
         return {name: float(value) for name, value in self.metric.compute().items()}
+
+    def write_outputs(self) -> list[Path]:
+        """Write the last evaluation's result files (OKSMeanAP with an outfile_prefix; nothing otherwise). Call on
+        global rank zero only."""
+        return self.metric.write_outputs() if isinstance(self.metric, OKSMeanAP) else []
 
     def reset(self) -> None:
         self.metric.reset()

@@ -33,6 +33,7 @@ from torchmetrics.utilities.data import dim_zero_cat
 from rspose.data.specs import COCO, DatasetSpec
 from rspose.metrics.coco_eval import Backend, GroundTruth, IouType, evaluate_keypoints, load_ground_truth
 from rspose.metrics.correlation import kendall, pearson, spearman, spearman_per_column
+from rspose.metrics.instances import instance_rows, write_instances
 from rspose.metrics.nms import oks_nms, soft_oks_nms
 from rspose.metrics.oks import best_gt_oks
 
@@ -255,8 +256,8 @@ class OKSMeanAP(Metric):
         keypoint_score_thr: keypoint score threshold of the rescoring.
         nms: "oks" (greedy, OKS > nms_thr suppressed), "soft_oks" (Gaussian, 20 per image) or "none".
         nms_thr: OKS-NMS threshold (soft-OKS-NMS: the Gaussian's variance).
-        outfile_prefix: if set, compute() writes {prefix}.keypoints.json (COCO results) and
-            {prefix}.instances.json (per-instance table, see :meth:`write_instances`).
+        outfile_prefix: default prefix of :meth:`write_outputs` ({prefix}.keypoints.json, the COCO results, and
+            {prefix}.instances.json, the per-instance table); compute() itself never writes files.
         report_ap_before_nms: also evaluate every deduplicated prediction without NMS ("AP_before_nms").
         backend: "pycocotools" (default, the evaluator of record) or "faster_coco_eval" (optional package).
         diagnostics: also return AP_oracle, scoring_gap, oks_median, oks_mean, kpt_error, score_low_oks,
@@ -375,14 +376,26 @@ class OKSMeanAP(Metric):
         return KeypointPredictions(*arrays)
 
     def compute(self) -> dict[str, float]:
+        """The metrics dict (class docstring). Writes no file: the per-instance table of this evaluation is kept
+        in ``self.last_table`` and the metrics in ``self.last_metrics`` for :meth:`write_outputs`."""
         metrics, table = evaluate_predictions(
             self._gathered(), self.gt, self.sigmas, self.iou_type, self.score_mode, self.keypoint_score_thr,
             self.nms, self.nms_thr, self.report_ap_before_nms, self.backend, diagnostics=self.diagnostics,
         )
-        if self.outfile_prefix is not None:
-            self.write_results(self.outfile_prefix, table)
-            self.write_instances(self.outfile_prefix, metrics, table)
+        self.last_metrics, self.last_table = metrics, table
         return metrics
+
+    def write_outputs(self, prefix: str | None = None) -> list[Path]:
+        """Write the last compute()'s {prefix}.keypoints.json and {prefix}.instances.json (prefix: the argument,
+        else ``outfile_prefix``; nothing without both). Call it on ONE process (global rank zero): every rank's
+        compute() holds the same gathered table."""
+        prefix = prefix if prefix is not None else self.outfile_prefix
+        if prefix is None:
+            return []
+        if getattr(self, "last_table", None) is None:
+            raise RuntimeError("OKSMeanAP.write_outputs: call compute() first (there is no evaluation to write)")
+        return [self.write_results(prefix, self.last_table),
+                self.write_instances(prefix, self.last_metrics, self.last_table)]
 
     def write_results(self, prefix: str, table: dict[str, np.ndarray]) -> Path:
         """{prefix}.keypoints.json: the COCO results of the kept predictions (what COCOeval saw)."""
@@ -395,24 +408,6 @@ class OKSMeanAP(Metric):
         return path
 
     def write_instances(self, prefix: str, metrics: dict[str, float], table: dict[str, np.ndarray]) -> Path:
-        """{prefix}.instances.json: {"meta": {keypoint_names, sigmas, metrics}, "instances": [...]}, one
-        entry per deduplicated prediction (before NMS): instance_id, image_id, score (rescored), bbox_score,
-        oks, kept, keypoint_scores (K), keypoint_oks (K, null where the matched GT keypoint is unlabelled or
-        there is no GT). NaN metrics are written as null."""
-        kpt_oks_list = table["keypoint_oks"].tolist()
-        instances = [
-            {"instance_id": i, "image_id": m, "score": s, "bbox_score": b, "oks": o, "kept": kp,
-             "keypoint_scores": ks, "keypoint_oks": [None if math.isnan(x) else x for x in ko]}
-            for i, m, s, b, o, kp, ks, ko in zip(
-                table["instance_ids"].tolist(), table["image_ids"].tolist(), table["scores"].tolist(),
-                table["bbox_scores"].tolist(), table["oks"].tolist(), table["kept"].tolist(),
-                table["keypoint_scores"].tolist(), kpt_oks_list,
-            )
-        ]
-        meta = {"keypoint_names": self.keypoint_names, "sigmas": self.sigmas.tolist(),
-                "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}}
-        path = Path(f"{prefix}.instances.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as f:
-            json.dump({"meta": meta, "instances": instances}, f)
-        return path
+        """{prefix}.instances.json in the format of :mod:`rspose.metrics.instances`."""
+        return write_instances(f"{prefix}.instances.json", instance_rows(table), self.sigmas.tolist(),
+                               self.keypoint_names, metrics)
