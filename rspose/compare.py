@@ -135,6 +135,7 @@ def run_args(variant: Variant, seed: int, out: Path, extra: Sequence[str], fit: 
         "--model.loss", json.dumps(variant.loss),
         "--seed_everything", str(seed),
         "--model.eval_outfile_prefix", str(run_dir / "eval"),
+        "--model.eval_diagnostics", "true",
         "--trainer.default_root_dir", str(run_dir),
         *variant.args,
         *extra,

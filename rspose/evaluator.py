@@ -7,6 +7,7 @@ its states across ranks in ``compute``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -49,6 +50,11 @@ class PoseEvaluator(nn.Module):
     def compute(self) -> dict[str, float]:
         return {name: float(value) for name, value in self.metric.compute().items()}
 
+    def write_outputs(self) -> list[Path]:
+        """Write the last evaluation's result files (OKSMeanAP with an outfile_prefix; nothing otherwise). Call on
+        global rank zero only."""
+        return self.metric.write_outputs() if isinstance(self.metric, OKSMeanAP) else []
+
     def reset(self) -> None:
         self.metric.reset()
 
@@ -62,7 +68,10 @@ def build_evaluator(datamodule: Any, stage: str, hparams: Any) -> PoseEvaluator 
     if ann_file is None:
         return None
     spec = datamodule.spec
+    diagnostics = bool(getattr(hparams, "eval_diagnostics", False))
     if spec.name == "mpii":
+        if diagnostics:
+            raise ValueError("model.eval_diagnostics=true needs a COCO-style dataset (OKS AP); MPII is evaluated by PCKh")
         return PoseEvaluator(PCKhAccuracy())
     prefix = getattr(hparams, "eval_outfile_prefix", None)
     return PoseEvaluator(
@@ -76,5 +85,6 @@ def build_evaluator(datamodule: Any, stage: str, hparams: Any) -> PoseEvaluator 
             outfile_prefix=f"{prefix}.{stage}" if prefix else None,
             report_ap_before_nms=getattr(hparams, "eval_ap_before_nms", False),
             backend=getattr(hparams, "eval_backend", "pycocotools"),
+            diagnostics=diagnostics,
         )
     )

@@ -48,11 +48,13 @@ class PoseLitModule(LightningModule):
         warmup_iters, warmup_ratio: linear warm-up from ``warmup_ratio * lr``.
         lr_schedule, milestones, gamma, min_lr_ratio: step decay at the epochs of ``milestones`` or cosine.
         eval_nms, eval_nms_thr, keypoint_score_thr: OKS-NMS and rescoring of the COCO-style metric.
-        eval_outfile_prefix: if set, the metric writes ``{prefix}.keypoints.json`` (COCO results) and
-            ``{prefix}.instances.json`` (the per-instance table the notebook reads) at each evaluation.
+        eval_outfile_prefix: if set, global rank zero writes ``{prefix}.{stage}.keypoints.json`` (COCO results) and
+            ``{prefix}.{stage}.instances.json`` (the per-instance table the notebook reads) at each evaluation.
         eval_ap_before_nms: also evaluate AP without NMS (one more COCOeval), reported as ``AP_before_nms``.
         eval_backend: COCOeval implementation; faster_coco_eval (``pip install rspose[fast]``) gives identical
             numbers about 2.6x faster (benchmarks/metric.py).
+        eval_diagnostics: also report AP_oracle, scoring_gap, oks_median, oks_mean, kpt_error, score_low_oks,
+            n_low_oks, score_rest, n_rest (one more NMS + COCOeval; see docs/metrics.md). COCO-style data only.
         init_from: local checkpoint of a whole pose model (backbone and head) loaded after the network is built:
             mmpose 1.x / 0.x, ViTPose or rspose files (:func:`rspose.models.pretrained.load_pose_weights`).
         init_from_strict: with ``init_from``, fail unless every tensor is filled and nothing is left over
@@ -84,6 +86,7 @@ class PoseLitModule(LightningModule):
         eval_outfile_prefix: str | None = None,
         eval_ap_before_nms: bool = False,
         eval_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        eval_diagnostics: bool = False,
         init_from: str | None = None,
         init_from_strict: bool = True,
     ) -> None:
@@ -192,6 +195,8 @@ class PoseLitModule(LightningModule):
         if metric is None:
             return
         results = metric.compute()
+        if self.trainer.is_global_zero:  # result files: one writer; compute() gathered every rank's predictions
+            metric.write_outputs()
         metric.reset()
         # compute() already gathered every rank's predictions: the values are identical on all ranks.
         self.log_dict({f"{prefix}/{name}": float(value) for name, value in results.items()}, sync_dist=False)

@@ -167,6 +167,8 @@ def test_perturbed_coco_matches_plain_cocoeval(tmp_path):
     m.update(**{k: v[:half] for k, v in p.items()})
     m.update(**{k: v[half:] for k, v in p.items()})
     out = m.compute()
+    assert not list(tmp_path.iterdir())  # compute() never writes files
+    assert {p.name for p in m.write_outputs()} == {"res.keypoints.json", "res.instances.json"}
     sigmas = np.asarray(COCO.sigmas)
     results, kept = _reference_results(p, sigmas)
     assert 0 < len(kept) < len(p["image_ids"])  # NMS removed some

@@ -48,10 +48,10 @@ def _pckh_data(n: int) -> dict[str, torch.Tensor]:
     )
 
 
-def _run(indices_per_batch: list[list[int]]) -> dict[str, dict[str, float]]:
+def _run(indices_per_batch: list[list[int]], prefix: str | None = None) -> dict[str, dict[str, float]]:
     data = _dataset()
     pck = _pckh_data(len(data["image_ids"]))
-    metric, pckh = OKSMeanAP(COCO_GT, spec=COCO), PCKhAccuracy()
+    metric, pckh = OKSMeanAP(COCO_GT, spec=COCO, diagnostics=True, outfile_prefix=prefix), PCKhAccuracy()
     for idx in indices_per_batch:
         metric.update(**{k: v[idx] for k, v in data.items()})
         pckh.update(**{k: v[idx] for k, v in pck.items()})
@@ -66,7 +66,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         n = len(_dataset()["image_ids"])
         indices = list(DistributedSampler(range(n), num_replicas=WORLD, rank=rank, shuffle=True, seed=0))
         batches = [indices[i : i + 16] for i in range(0, len(indices), 16)]
-        out = _run(batches)
+        out = _run(batches, prefix=str(Path(out_dir) / f"eval{rank}"))
         out["n_seen"] = len(indices)
         with (Path(out_dir) / f"rank{rank}.json").open("w") as f:
             json.dump(out, f)
@@ -97,7 +97,9 @@ def test_two_process_gloo_equals_single_process(tmp_path):
         for p in ctx.processes:
             if p.is_alive():
                 p.terminate()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.json", "rank1.json"]  # compute() wrote nothing
     single = _run([list(range(n))])
+    assert "AP_oracle" in single["ap"] and "kpt_error" in single["ap"]
     for rank in range(WORLD):
         got = _load(tmp_path / f"rank{rank}.json")
         assert got["n_seen"] * WORLD == n + 1

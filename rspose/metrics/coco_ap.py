@@ -33,6 +33,7 @@ from torchmetrics.utilities.data import dim_zero_cat
 from rspose.data.specs import COCO, DatasetSpec
 from rspose.metrics.coco_eval import Backend, GroundTruth, IouType, evaluate_keypoints, load_ground_truth
 from rspose.metrics.correlation import kendall, pearson, spearman, spearman_per_column
+from rspose.metrics.instances import instance_rows, write_instances
 from rspose.metrics.nms import oks_nms, soft_oks_nms
 from rspose.metrics.oks import best_gt_oks
 
@@ -117,12 +118,15 @@ def evaluate_predictions(
     report_ap_before_nms: bool = False,
     backend: Backend = "pycocotools",
     timings: dict[str, float] | None = None,
+    diagnostics: bool = False,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Everything after the gather. Returns (metrics dict, per-instance table): the table holds the
     deduplicated predictions' fields plus scores (N,), oks (N,), kept (N,) bool and keypoint_oks (N, K).
 
     ``timings``, if given, receives the seconds spent in each step (dedup, rescore, nms, correlations,
     results, cocoeval).
+
+    ``diagnostics`` adds the localisation / scoring diagnostics of :func:`scoring_diagnostics`.
     """
     clock = _Clock(timings)
     preds = deduplicate(preds)
@@ -132,7 +136,7 @@ def evaluate_predictions(
     kept = apply_nms(preds, scores, sigmas, nms, nms_thr)
     clock.tick("nms")
     v = gt.valid
-    oks, _, kpt_oks = best_gt_oks(preds.keypoints, preds.image_ids, gt.keypoints[v], gt.visible[v],
+    oks, match, kpt_oks = best_gt_oks(preds.keypoints, preds.image_ids, gt.keypoints[v], gt.visible[v],
                                   gt.areas[v], gt.ann_image_ids[v], sigmas)
     oks, kpt_oks = oks.numpy(), kpt_oks.numpy()
     corr = {
@@ -153,9 +157,69 @@ def evaluate_predictions(
         del results, before
     clock.tick("cocoeval")
     metrics.update(corr)
+    if diagnostics:
+        metrics.update(scoring_diagnostics(preds, oks, match.numpy(), kept, scores, gt, sigmas, iou_type, nms,
+                                           nms_thr, metrics["AP"], backend))
+        clock.tick("diagnostics")
     table = {f: getattr(preds, f) for f in _FIELDS}
     table.update(scores=scores, oks=oks, kept=kept, keypoint_oks=kpt_oks)
     return metrics, table
+
+
+LOW_OKS = 0.05
+
+
+def scoring_diagnostics(
+    preds: KeypointPredictions,
+    oks: np.ndarray,
+    match: np.ndarray,
+    kept: np.ndarray,
+    scores: np.ndarray,
+    gt: GroundTruth,
+    sigmas: np.ndarray,
+    iou_type: IouType,
+    nms: NmsMode,
+    nms_thr: float,
+    ap: float,
+    backend: Backend = "pycocotools",
+) -> dict[str, float]:
+    """Localisation / scoring diagnostics of the deduplicated predictions (N of them).
+
+    Args:
+        preds: the N deduplicated predictions; oks: (N,) OKS with the best-matching non-ignored GT of the
+            image (0 if none); match: (N,) index into ``gt``'s valid GTs (-1 if none); kept: (N,) bool, the
+            normal path's NMS mask; scores: (N,) rescored instance scores; ap: the normal path's AP.
+
+    Returns (python floats; NaN where a mean is over nothing):
+        AP_oracle: the rescoring step's output is replaced by ``oks`` (the score of every deduplicated,
+            pre-NMS prediction becomes its best-match OKS), then the SAME NMS (mode, threshold) and COCOeval
+            run as in the normal path; scoring_gap = AP_oracle - AP;
+        oks_median, oks_mean: over the normal path's kept predictions;
+        kpt_error: mean over (kept, matched prediction, labelled GT keypoint) of ||pred - gt|| / sqrt(GT area);
+        score_low_oks / n_low_oks: mean score / count of kept predictions with oks < 0.05;
+        score_rest / n_rest: the same for the other kept predictions.
+    """
+    oracle_kept = apply_nms(preds, oks, sigmas, nms, nms_thr)
+    with _gc_paused():
+        results = to_coco_results(preds.take(oracle_kept), oks[oracle_kept], gt.category_id)
+        ap_oracle = evaluate_keypoints(gt, results, sigmas, iou_type, backend)["AP"]
+    k_oks, k_scores = oks[kept], scores[kept]
+    out = {"AP_oracle": float(ap_oracle), "scoring_gap": float(ap_oracle - ap)}
+    out["oks_median"] = float(np.median(k_oks)) if k_oks.size else math.nan
+    out["oks_mean"] = float(k_oks.mean()) if k_oks.size else math.nan
+    v = gt.valid
+    sel = kept & (match >= 0)
+    m = match[sel]
+    g_kp, g_vis, g_area = gt.keypoints[v][m], gt.visible[v][m], gt.areas[v][m]
+    err = np.linalg.norm(preds.keypoints[sel] - g_kp, axis=-1) / np.sqrt(np.maximum(g_area, 1e-12))[:, None]
+    lab = g_vis > 0
+    out["kpt_error"] = float(err[lab].mean()) if lab.any() else math.nan
+    low = k_oks < LOW_OKS
+    out["score_low_oks"] = float(k_scores[low].mean()) if low.any() else math.nan
+    out["n_low_oks"] = float(low.sum())
+    out["score_rest"] = float(k_scores[~low].mean()) if (~low).any() else math.nan
+    out["n_rest"] = float((~low).sum())
+    return out
 
 
 @contextlib.contextmanager
@@ -192,10 +256,12 @@ class OKSMeanAP(Metric):
         keypoint_score_thr: keypoint score threshold of the rescoring.
         nms: "oks" (greedy, OKS > nms_thr suppressed), "soft_oks" (Gaussian, 20 per image) or "none".
         nms_thr: OKS-NMS threshold (soft-OKS-NMS: the Gaussian's variance).
-        outfile_prefix: if set, compute() writes {prefix}.keypoints.json (COCO results) and
-            {prefix}.instances.json (per-instance table, see :meth:`write_instances`).
+        outfile_prefix: default prefix of :meth:`write_outputs` ({prefix}.keypoints.json, the COCO results, and
+            {prefix}.instances.json, the per-instance table); compute() itself never writes files.
         report_ap_before_nms: also evaluate every deduplicated prediction without NMS ("AP_before_nms").
         backend: "pycocotools" (default, the evaluator of record) or "faster_coco_eval" (optional package).
+        diagnostics: also return AP_oracle, scoring_gap, oks_median, oks_mean, kpt_error, score_low_oks,
+            n_low_oks, score_rest, n_rest (see :func:`scoring_diagnostics`).
 
     update(instance_ids (N,), image_ids (N,), keypoints (N, K, 2) image pixels, keypoint_scores (N, K),
     bbox_scores (N,), areas (N,)); compute() -> {AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl,
@@ -220,6 +286,7 @@ class OKSMeanAP(Metric):
         outfile_prefix: str | None = None,
         report_ap_before_nms: bool = False,
         backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        diagnostics: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -246,6 +313,7 @@ class OKSMeanAP(Metric):
         self.iou_type, self.score_mode, self.nms = iou_type, score_mode, nms
         self.keypoint_score_thr, self.nms_thr = float(keypoint_score_thr), float(nms_thr)
         self.outfile_prefix, self.report_ap_before_nms, self.backend = outfile_prefix, report_ap_before_nms, backend
+        self.diagnostics = bool(diagnostics)
         if backend == "faster_coco_eval":
             try:
                 import faster_coco_eval  # noqa: F401
@@ -308,14 +376,26 @@ class OKSMeanAP(Metric):
         return KeypointPredictions(*arrays)
 
     def compute(self) -> dict[str, float]:
+        """The metrics dict (class docstring). Writes no file: the per-instance table of this evaluation is kept
+        in ``self.last_table`` and the metrics in ``self.last_metrics`` for :meth:`write_outputs`."""
         metrics, table = evaluate_predictions(
             self._gathered(), self.gt, self.sigmas, self.iou_type, self.score_mode, self.keypoint_score_thr,
-            self.nms, self.nms_thr, self.report_ap_before_nms, self.backend,
+            self.nms, self.nms_thr, self.report_ap_before_nms, self.backend, diagnostics=self.diagnostics,
         )
-        if self.outfile_prefix is not None:
-            self.write_results(self.outfile_prefix, table)
-            self.write_instances(self.outfile_prefix, metrics, table)
+        self.last_metrics, self.last_table = metrics, table
         return metrics
+
+    def write_outputs(self, prefix: str | None = None) -> list[Path]:
+        """Write the last compute()'s {prefix}.keypoints.json and {prefix}.instances.json (prefix: the argument,
+        else ``outfile_prefix``; nothing without both). Call it on ONE process (global rank zero): every rank's
+        compute() holds the same gathered table."""
+        prefix = prefix if prefix is not None else self.outfile_prefix
+        if prefix is None:
+            return []
+        if getattr(self, "last_table", None) is None:
+            raise RuntimeError("OKSMeanAP.write_outputs: call compute() first (there is no evaluation to write)")
+        return [self.write_results(prefix, self.last_table),
+                self.write_instances(prefix, self.last_metrics, self.last_table)]
 
     def write_results(self, prefix: str, table: dict[str, np.ndarray]) -> Path:
         """{prefix}.keypoints.json: the COCO results of the kept predictions (what COCOeval saw)."""
@@ -328,24 +408,6 @@ class OKSMeanAP(Metric):
         return path
 
     def write_instances(self, prefix: str, metrics: dict[str, float], table: dict[str, np.ndarray]) -> Path:
-        """{prefix}.instances.json: {"meta": {keypoint_names, sigmas, metrics}, "instances": [...]}, one
-        entry per deduplicated prediction (before NMS): instance_id, image_id, score (rescored), bbox_score,
-        oks, kept, keypoint_scores (K), keypoint_oks (K, null where the matched GT keypoint is unlabelled or
-        there is no GT). NaN metrics are written as null."""
-        kpt_oks_list = table["keypoint_oks"].tolist()
-        instances = [
-            {"instance_id": i, "image_id": m, "score": s, "bbox_score": b, "oks": o, "kept": kp,
-             "keypoint_scores": ks, "keypoint_oks": [None if math.isnan(x) else x for x in ko]}
-            for i, m, s, b, o, kp, ks, ko in zip(
-                table["instance_ids"].tolist(), table["image_ids"].tolist(), table["scores"].tolist(),
-                table["bbox_scores"].tolist(), table["oks"].tolist(), table["kept"].tolist(),
-                table["keypoint_scores"].tolist(), kpt_oks_list,
-            )
-        ]
-        meta = {"keypoint_names": self.keypoint_names, "sigmas": self.sigmas.tolist(),
-                "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}}
-        path = Path(f"{prefix}.instances.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as f:
-            json.dump({"meta": meta, "instances": instances}, f)
-        return path
+        """{prefix}.instances.json in the format of :mod:`rspose.metrics.instances`."""
+        return write_instances(f"{prefix}.instances.json", instance_rows(table), self.sigmas.tolist(),
+                               self.keypoint_names, metrics)

@@ -18,7 +18,6 @@ said otherwise, computed here from the table with scipy (they should match ``met
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,68 +30,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
+from rspose.metrics.instances import INSTANCE_KEYS, META_KEYS, validate_instances  # noqa: F401 (re-exported)
+from rspose.metrics.instances import read_instances as load_instances  # noqa: F401 (re-exported)
+
 Table = dict[str, Any]
 Runs = Mapping[str, Table] | Table
 
-INSTANCE_KEYS: tuple[str, ...] = (
-    "instance_id", "image_id", "score", "bbox_score", "oks", "kept", "keypoint_scores", "keypoint_oks",
-)
-META_KEYS: tuple[str, ...] = ("keypoint_names", "sigmas", "metrics")
 MAX_SCATTER_POINTS = 20000
-
-
-def load_instances(path: str | Path) -> Table:
-    """Read and validate one ``*.instances.json`` table; errors name the file, the entry and the key."""
-    path = Path(path)
-    try:
-        with path.open() as f:
-            table = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    validate_instances(table, source=str(path))
-    return table
-
-
-def validate_instances(table: Any, source: str = "<table>") -> None:
-    """Raise ValueError naming ``source`` and the missing or malformed key if ``table`` breaks the format."""
-    if not isinstance(table, dict):
-        raise ValueError(f"{source}: expected a JSON object with keys 'meta' and 'instances', got {type(table).__name__}")
-    for key in ("meta", "instances"):
-        if key not in table:
-            raise ValueError(f"{source}: missing key {key!r} (expected top-level keys 'meta' and 'instances')")
-    meta = table["meta"]
-    if not isinstance(meta, dict):
-        raise ValueError(f"{source}: 'meta' must be an object with keys {list(META_KEYS)}")
-    for key in META_KEYS:
-        if key not in meta:
-            raise ValueError(f"{source}: missing key 'meta.{key}' (expected meta keys {list(META_KEYS)})")
-    if not isinstance(meta["metrics"], dict):
-        raise ValueError(f"{source}: 'meta.metrics' must be an object of metric name -> number")
-    k = len(meta["sigmas"])
-    names = meta["keypoint_names"]
-    if names is not None and len(names) != k:
-        raise ValueError(f"{source}: 'meta.keypoint_names' has {len(names)} entries, 'meta.sigmas' has {k}")
-    instances = table["instances"]
-    if not isinstance(instances, list):
-        raise ValueError(f"{source}: 'instances' must be a list of objects")
-    for i, inst in enumerate(instances):
-        if not isinstance(inst, dict):
-            raise ValueError(f"{source}: instances[{i}] must be an object with keys {list(INSTANCE_KEYS)}")
-        for key in INSTANCE_KEYS:
-            if key not in inst:
-                raise ValueError(
-                    f"{source}: instances[{i}] (instance_id {inst.get('instance_id')!r}) is missing key {key!r} "
-                    f"(expected keys {list(INSTANCE_KEYS)})"
-                )
-        if len(inst["keypoint_scores"]) != k:
-            raise ValueError(
-                f"{source}: instances[{i}].keypoint_scores has {len(inst['keypoint_scores'])} entries, "
-                f"expected {k} (one per keypoint, as meta.sigmas)"
-            )
-        if inst["keypoint_oks"] is not None and len(inst["keypoint_oks"]) != k:
-            raise ValueError(
-                f"{source}: instances[{i}].keypoint_oks has {len(inst['keypoint_oks'])} entries, expected {k} or null"
-            )
 
 
 def run_label(path: str | Path) -> str:
