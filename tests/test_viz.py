@@ -250,3 +250,39 @@ def test_keypoint_plot_rejects_mixed_layouts(runs):
     with pytest.raises(ValueError, match="different numbers of keypoints"):
         plot_keypoint_correlations({"a": runs["rspose"], "b": other})
     assert math.isnan(correlation_summary({"b": other})[0]["spearman_keypoint"])
+
+
+def test_plot_decomposition_bars_and_gaps_from_a_hand_made_results_dict(tmp_path):
+    from rspose.viz import plot_decomposition
+
+    results = {"runs": [
+        {"name": "heatmap_mse", "loss": "mse", "seed": 0,
+         "metrics": {"AP": 0.5, "AP_oracle": 0.75, "scoring_gap": 0.25, "oks_median": 0.6, "spearman": 0.3}},
+        {"name": "heatmap_rs", "loss": "rs", "seed": 0, "metrics": {"AP": 0.625, "AP_oracle": 0.7}},
+    ]}
+    fig = plot_decomposition(results, out=tmp_path / "d.png")
+    assert (tmp_path / "d.png").stat().st_size > 0
+    ax = fig.axes[0]
+    assert sorted(round(b.get_height(), 6) for b in ax.patches) == [0.5, 0.625, 0.7, 0.75]
+    texts = {t.get_text() for t in ax.texts}
+    assert {"gap +0.250", "gap +0.075"} <= texts  # the second gap is computed from AP_oracle - AP
+    assert "heatmap_mse s0\noks_median 0.600\nspearman 0.300" in [t.get_text() for t in ax.get_xticklabels()]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    assert len(plot_decomposition(path).axes[0].patches) == 4
+
+
+def test_plot_decomposition_names_the_missing_key():
+    from rspose.viz import plot_decomposition
+
+    with pytest.raises(ValueError, match=r"runs\[0\] is missing key 'metrics'"):
+        plot_decomposition({"runs": [{"name": "x"}]})
+
+
+def test_viz_correlation_is_the_metric_spearman_on_finite_pairs():
+    from rspose.metrics import spearman
+    from rspose.viz import correlation
+
+    x = np.array([0.1, 0.4, np.nan, 0.3, 0.9])
+    y = np.array([1.0, 3.0, 2.0, 2.0, np.inf])
+    assert correlation(x, y) == spearman([0.1, 0.4, 0.3], [1.0, 3.0, 2.0]) == pytest.approx(1.0)

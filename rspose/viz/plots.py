@@ -18,8 +18,8 @@ said otherwise, computed here from the table with scipy (they should match ``met
 
 from __future__ import annotations
 
+import json
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +28,8 @@ from typing import Any, Literal
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from scipy import stats
 
+from rspose.metrics.correlation import kendall, pearson, spearman
 from rspose.metrics.instances import INSTANCE_KEYS, META_KEYS, validate_instances  # noqa: F401 (re-exported)
 from rspose.metrics.instances import read_instances as load_instances  # noqa: F401 (re-exported)
 
@@ -94,16 +94,14 @@ def instance_arrays(table: Table) -> InstanceArrays:
 
 
 def correlation(x: np.ndarray, y: np.ndarray, kind: Literal["spearman", "pearson", "kendall"] = "spearman") -> float:
-    """Correlation of the finite pairs of x and y (scipy); NaN with fewer than 2 pairs or a constant side."""
+    """Correlation of the finite pairs of x and y with :mod:`rspose.metrics.correlation` (the metric's own
+    functions); NaN with fewer than 2 pairs or a constant side."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan
-    fn = {"spearman": stats.spearmanr, "pearson": stats.pearsonr, "kendall": stats.kendalltau}[kind]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(fn(x, y)[0])
+    return float({"spearman": spearman, "pearson": pearson, "kendall": kendall}[kind](x, y))
 
 
 def keypoint_correlations(table: Table, kept_only: bool = True) -> np.ndarray:
@@ -224,6 +222,65 @@ def plot_ap_before_after_nms(runs: Runs, out: str | Path | None = None) -> Figur
     runs = _as_runs(runs)
     fig = Figure(figsize=(max(5.0, 1.6 * len(runs) + 2.0), 4.0), dpi=100, layout="constrained")
     _draw_ap_bars(fig.subplots(), runs)
+    return _finish(fig, out)
+
+
+DECOMPOSITION_KEYS: tuple[str, ...] = ("AP", "AP_oracle")
+
+
+def load_compare_results(results: str | Path | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``runs`` list of a compare ``results.json`` ({"runs": [{"name", "loss", "seed", "metrics": {...}}]}),
+    from a path or the loaded dict; errors name the source and the missing key."""
+    source = str(results) if not isinstance(results, Mapping) else "<results>"
+    if not isinstance(results, Mapping):
+        try:
+            with Path(results).open() as f:
+                results = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source}: not valid JSON ({e})") from None
+    runs = results.get("runs") if isinstance(results, Mapping) else None
+    if not isinstance(runs, list):
+        raise ValueError(f"{source}: expected an object with a 'runs' list")
+    for i, run in enumerate(runs):
+        for key in ("name", "metrics"):
+            if not isinstance(run, Mapping) or key not in run:
+                raise ValueError(f"{source}: runs[{i}] is missing key {key!r} (expected name, loss, seed, metrics)")
+    return runs
+
+
+def plot_decomposition(results: str | Path | Mapping[str, Any], out: str | Path | None = None) -> Figure:
+    """Per run of a compare results.json: bars of AP and AP_oracle (the AP with each prediction scored by its OKS,
+    see docs/metrics.md), the scoring gap AP_oracle - AP written above each pair, and oks_median / spearman
+    below the run name when present. "n/a" where a value is absent. Size max(5, 1.6 R + 2) x 4.5 in, 100 dpi."""
+    runs = load_compare_results(results)
+    fig = Figure(figsize=(max(5.0, 1.6 * len(runs) + 2.0), 4.5), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(runs))
+    for j, (key, shade) in enumerate(zip(DECOMPOSITION_KEYS, (1.0, 0.45))):
+        for i, run in enumerate(runs):
+            value = run["metrics"].get(key)
+            ok = isinstance(value, int | float) and math.isfinite(value)
+            ax.bar(x[i] - 0.2 + 0.4 * j, value if ok else 0.0, 0.38, color=_color(j), alpha=shade,
+                   label=key if i == 0 else None)
+            ax.text(x[i] - 0.2 + 0.4 * j, (value if ok else 0.0) + 0.01, f"{value:.3f}" if ok else "n/a",
+                    ha="center", va="bottom", fontsize=8)
+    labels = []
+    for i, run in enumerate(runs):
+        m = run["metrics"]
+        gap = m.get("scoring_gap")
+        if not isinstance(gap, int | float) and all(isinstance(m.get(k), int | float) for k in DECOMPOSITION_KEYS):
+            gap = m["AP_oracle"] - m["AP"]
+        ax.text(x[i], 1.12, f"gap {gap:+.3f}" if isinstance(gap, int | float) else "gap n/a", ha="center",
+                fontsize=8)
+        extra = [f"{k} {_fmt(m[k])}" for k in ("oks_median", "spearman") if isinstance(m.get(k), int | float)]
+        seed = f" s{run['seed']}" if "seed" in run else ""
+        labels.append("\n".join([f"{run['name']}{seed}", *extra]))
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("AP")
+    ax.set_ylim(0.0, 1.25)
+    ax.set_title("AP vs AP_oracle (scores replaced by OKS): the scoring gap")
+    ax.legend(fontsize=8, loc="upper left", ncols=2)
+    ax.grid(axis="y", alpha=0.3)
     return _finish(fig, out)
 
 
