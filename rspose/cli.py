@@ -12,22 +12,74 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from rspose.callbacks import MetricsTable, PosePredictionWriter
 from rspose.data.datamodule import PoseDataModule
+from rspose.errors import UserError, debug_enabled, user_error_message
 from rspose.module import PoseLitModule
+
+#: Model hyperparameters never taken from a checkpoint's ``hyper_parameters``: where rspose writes is chosen by the
+#: user of this run, not by the run that saved the checkpoint.
+CKPT_HPARAMS_NEVER_LOADED = ("eval_outfile_prefix",)
 
 
 class RSPoseCLI(LightningCLI):
     """LightningCLI with a checkpoint on the best validation metric (``checkpoint``; ``monitor: auto`` = val/AP,
     val/Mean for MPII),
     ``last.ckpt`` every epoch (``last_checkpoint``), the metrics table, the prediction writer and the
-    data -> model links."""
+    data -> model links.
+
+    With ``--ckpt_path``, what the user typed (config files + command line) wins over the checkpoint's saved
+    hyperparameters; those only fill the model keys the user did not give (upstream LightningCLI does the reverse),
+    and output paths (:data:`CKPT_HPARAMS_NEVER_LOADED`) never come from the checkpoint.
+
+    ``validate``/``test`` without ``--ckpt_path`` and without weights (``model.init_from`` or a backbone
+    ``checkpoint``) refuse to run on random weights unless ``--allow_random_weights true``."""
+
+    #: set by :func:`main`: parse errors raise ``jsonargparse.ArgumentError`` (reported as one message) instead of
+    #: printing the usage and exiting.
+    raise_parse_errors: bool = False
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        if self.raise_parse_errors:
+            kwargs.setdefault("exit_on_error", False)
+        return super().init_parser(**kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._typed_args = args
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Fill the model keys the user did not type from the checkpoint's hyperparameters (typed values win)."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        hparams.pop("_class_path", None)  # the model class is fixed (PoseLitModule)
+        args = sys.argv[1:] if self._typed_args is None else self._typed_args
+        # what the user typed: config files + command line, without the parser defaults
+        typed = self.parser.parse_args(list(args), defaults=False) if isinstance(args, (list, tuple)) else args
+        typed_model = (typed.get(subcommand) or {}).get("model") or {}
+        typed_keys = {key.split(".")[0] for key in typed_model.keys()}
+        fill = {k: v for k, v in hparams.items() if k not in typed_keys and k not in CKPT_HPARAMS_NEVER_LOADED}
+        if not fill:
+            return
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": fill}}, self.config)
+        except SystemExit:
+            sys.stderr.write(f"Parsing of the hyperparameters saved in {ckpt_path} failed!\n")
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -49,7 +101,16 @@ class RSPoseCLI(LightningCLI):
                 "last_checkpoint.monitor": None,
                 "last_checkpoint.save_top_k": 1,
                 "last_checkpoint.enable_version_counter": False,
+                "last_checkpoint.every_n_epochs": 1,
+                "last_checkpoint.save_on_train_epoch_end": True,
             }
+        )
+        parser.add_argument(
+            "--allow_random_weights",
+            type=bool,
+            default=False,
+            help="validate/test: run even without --ckpt_path, model.init_from or a backbone checkpoint "
+            "(random weights); ignored by fit and predict.",
         )
         parser.add_lightning_class_args(PosePredictionWriter, "predict_writer")
         parser.add_lightning_class_args(MetricsTable, "metrics_table")
@@ -64,6 +125,24 @@ class RSPoseCLI(LightningCLI):
         if config is not None and config.get("monitor") == "auto":
             dataset = self._get(self.config, "data", default={}).get("dataset")
             config["monitor"] = "val/Mean" if dataset == "mpii" else "val/AP"
+        if self.subcommand in ("validate", "test"):
+            self._refuse_random_weights()
+
+    def _refuse_random_weights(self) -> None:
+        config = self.config[self.subcommand]
+        if config.get("ckpt_path") or config.get("allow_random_weights"):
+            return
+        model = config.get("model") or {}
+        if getattr(model, "init_from", None):
+            return
+        backbone = getattr(model, "backbone", None)
+        init_args = getattr(backbone, "init_args", None) if backbone is not None else None
+        if init_args is not None and getattr(init_args, "checkpoint", None):
+            return
+        raise UserError(
+            f"rspose {self.subcommand}: no weights given, the model would be evaluated with random weights. "
+            "Pass --ckpt_path PATH (or model.init_from / a backbone checkpoint), or --allow_random_weights true."
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Adds the rich progress bar unless the config disables progress bars or brings its own."""
@@ -88,17 +167,57 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> RSPose
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "synth":
-        from rspose.data.synthetic import main as synth_main
+    """The ``rspose`` command. A user error (see :mod:`rspose.errors`) prints one message and returns 2; the
+    traceback only with ``RSPOSE_DEBUG=1``."""
+    try:
+        return _dispatch(argv)
+    except Exception as exc:
+        message = user_error_message(exc)
+        if message is None or debug_enabled():
+            raise
+        sys.stderr.write(f"rspose: error: {message}\n(set RSPOSE_DEBUG=1 for the traceback)\n")
+        return 2
 
-        return synth_main(argv[1:])
-    if argv and argv[0] in ("infer", "export"):  # rspose infer / rspose export: see rspose/infer.py, rspose/export.py
-        module = __import__(f"rspose.{argv[0]}", fromlist=["main"])
-        return module.main(argv[1:])
-    if argv and argv[0] == "compare":
-        from rspose.compare import main as compare_main
 
-        return compare_main(argv[1:])
-    run_lightning_cli(argv)
+def _run_lightning(argv: list[str] | None) -> int:
+    RSPoseCLI.raise_parse_errors = True
+    try:
+        run_lightning_cli(argv)
+    finally:
+        RSPoseCLI.raise_parse_errors = False
     return 0
+
+
+def _synth(argv: list[str]) -> int:
+    from rspose.data.synthetic import main as synth_main
+
+    return synth_main(argv)
+
+
+def _compare(argv: list[str]) -> int:
+    from rspose.compare import main as compare_main
+
+    return compare_main(argv)
+
+
+def _infer(argv: list[str]) -> int:
+    from rspose.infer import main as infer_main
+
+    return infer_main(argv)
+
+
+def _export(argv: list[str]) -> int:
+    from rspose.export import main as export_main
+
+    return export_main(argv)
+
+
+#: subcommand -> handler(argv without the subcommand); anything else goes to the LightningCLI.
+SUBCOMMANDS = {"synth": _synth, "compare": _compare, "infer": _infer, "export": _export}
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words and words[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[words[0]](words[1:])
+    return _run_lightning(None if argv is None else words)  # None: LightningCLI reads sys.argv itself
