@@ -110,6 +110,14 @@ class RSPoseCLI(LightningCLI):
             help="validate/test: run even without --ckpt_path, model.init_from or a backbone checkpoint "
             "(random weights); ignored by fit and predict.",
         )
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="fit: write into a checkpoint directory (or a logger-less run directory) that already holds "
+            "another run's checkpoints / config.yaml; without it, fit refuses. A resume (--ckpt_path into that "
+            "directory) is always allowed.",
+        )
         parser.add_lightning_class_args(PosePredictionWriter, "predict_writer")
         parser.add_lightning_class_args(MetricsTable, "metrics_table")
         # The codec is written once, under data; the model gets an identically configured (stateless) instance.
@@ -125,6 +133,36 @@ class RSPoseCLI(LightningCLI):
             config["monitor"] = "val/Mean" if dataset == "mpii" else "val/AP"
         if self.subcommand in ("validate", "test"):
             self._refuse_random_weights()
+        if self.subcommand == "fit":
+            self._refuse_overwrite()
+
+    def _refuse_overwrite(self) -> None:
+        """``fit`` does not write over another run's checkpoints or config.yaml unless ``--overwrite true``."""
+        config = self.config["fit"]
+        if config.get("overwrite"):
+            return
+        ckpt_path = config.get("ckpt_path")
+        resume_dir = Path(ckpt_path).resolve().parent if ckpt_path and Path(ckpt_path).is_file() else None
+        trainer = config.get("trainer") or {}
+        root = Path(trainer.get("default_root_dir") or ".").resolve()
+        dirs = []
+        for group in ("checkpoint", "last_checkpoint"):
+            dirpath = (config.get(group) or {}).get("dirpath")
+            # no dirpath: Lightning uses the logger's fresh version_N directory, or root/checkpoints without logger
+            dirs.append(Path(dirpath).resolve() if dirpath else (root / "checkpoints" if trainer.get("logger") is False
+                                                                 else None))
+        for directory in dict.fromkeys(d for d in dirs if d is not None):
+            if directory != resume_dir and directory.is_dir() and any(directory.glob("*.ckpt")):
+                raise UserError(
+                    f"rspose fit: {directory} already holds checkpoints of another run; give this run its own "
+                    "directory, resume with --ckpt_path into it, or pass --overwrite true to write over them."
+                )
+        if trainer.get("logger") is False and (root / "config.yaml").is_file():
+            if resume_dir is None or not resume_dir.is_relative_to(root):
+                raise UserError(
+                    f"rspose fit: {root / 'config.yaml'} belongs to another run (trainer.default_root_dir without "
+                    "a logger); give this run its own directory or pass --overwrite true."
+                )
 
     def _refuse_random_weights(self) -> None:
         config = self.config[self.subcommand]
