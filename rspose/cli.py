@@ -5,6 +5,8 @@
   dataset spec are written once, under ``data``, and linked into the model.
 * ``rspose synth --out DIR``: write the synthetic COCO-format dataset.
 * ``rspose compare``: the MSE-vs-ranking reproduction on synthetic data (see :mod:`rspose.compare`).
+
+The dispatcher between these (the ``rspose`` entry point) is :func:`rspose.main.main`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from rspose.callbacks import MetricsTable, PosePredictionWriter
 from rspose.data.datamodule import PoseDataModule
-from rspose.errors import UserError, debug_enabled, user_error_message
+from rspose.errors import UserError
 from rspose.module import PoseLitModule
 
 #: Model hyperparameters never taken from a checkpoint's ``hyper_parameters``: where rspose writes is chosen by the
@@ -203,45 +205,7 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> RSPose
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``rspose`` command. A user error (see :mod:`rspose.errors`) prints one message and returns 2; the
-    traceback only with ``RSPOSE_DEBUG=1``."""
-    try:
-        return _dispatch(argv)
-    except Exception as exc:
-        message = user_error_message(exc)
-        if message is None or debug_enabled():
-            raise
-        sys.stderr.write(f"rspose: error: {message}\n(set RSPOSE_DEBUG=1 for the traceback)\n")
-        return 2
+    """Kept for old imports: the ``rspose`` command lives in :func:`rspose.main.main`."""
+    from rspose.main import main as rspose_main
 
-
-def _run_lightning(argv: list[str] | None) -> int:
-    RSPoseCLI.raise_parse_errors = True
-    try:
-        run_lightning_cli(argv)
-    finally:
-        RSPoseCLI.raise_parse_errors = False
-    return 0
-
-
-def _synth(argv: list[str]) -> int:
-    from rspose.data.synthetic import main as synth_main
-
-    return synth_main(argv)
-
-
-def _compare(argv: list[str]) -> int:
-    from rspose.compare import main as compare_main
-
-    return compare_main(argv)
-
-
-#: subcommand -> handler(argv without the subcommand); anything else goes to the LightningCLI.
-SUBCOMMANDS = {"synth": _synth, "compare": _compare}
-
-
-def _dispatch(argv: list[str] | None) -> int:
-    words = sys.argv[1:] if argv is None else list(argv)
-    if words and words[0] in SUBCOMMANDS:
-        return SUBCOMMANDS[words[0]](words[1:])
-    return _run_lightning(None if argv is None else words)  # None: LightningCLI reads sys.argv itself
+    return rspose_main(argv)

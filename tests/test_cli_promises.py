@@ -156,3 +156,15 @@ def test_fit_does_not_overwrite_another_runs_checkpoints(synth, tmp_path):
         run_lightning_cli([*args, "--checkpoint.dirpath", str(tmp_path / "new"),
                            "--last_checkpoint.dirpath", str(tmp_path / "new")])
     run_lightning_cli([*args, "--overwrite", "true"])  # explicit
+
+
+def test_dispatcher_lives_outside_the_cli_module(tmp_path):
+    from rspose.main import SUBCOMMANDS, main
+
+    code = "import sys, rspose.cli; print(sorted(m for m in sys.modules if m in ('rspose.compare', 'rspose.main')))"
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
+    assert set(SUBCOMMANDS) >= {"synth", "compare"}
+    assert main(["synth", "--out", str(tmp_path / "s"), "--images", "1", "--val-images", "1"]) == 0
+    assert len(list((tmp_path / "s" / "train2017").glob("*.jpg"))) == 1
