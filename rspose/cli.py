@@ -7,6 +7,8 @@
 * ``rspose compare``: the MSE-vs-ranking reproduction on synthetic data (see :mod:`rspose.compare`).
 * ``rspose infer``: keypoints for images / folders / videos (:mod:`rspose.infer`); ``rspose export``: the network
   to ONNX (:mod:`rspose.export`).
+
+The dispatcher between these (the ``rspose`` entry point) is :func:`rspose.main.main`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from rspose.callbacks import MetricsTable, PosePredictionWriter
 from rspose.data.datamodule import PoseDataModule
-from rspose.errors import UserError, debug_enabled, user_error_message
+from rspose.errors import UserError
 from rspose.module import PoseLitModule
 
 #: Model hyperparameters never taken from a checkpoint's ``hyper_parameters``: where rspose writes is chosen by the
@@ -112,6 +114,14 @@ class RSPoseCLI(LightningCLI):
             help="validate/test: run even without --ckpt_path, model.init_from or a backbone checkpoint "
             "(random weights); ignored by fit and predict.",
         )
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="fit: write into a checkpoint directory (or a logger-less run directory) that already holds "
+            "another run's checkpoints / config.yaml; without it, fit refuses. A resume (--ckpt_path into that "
+            "directory) is always allowed.",
+        )
         parser.add_lightning_class_args(PosePredictionWriter, "predict_writer")
         parser.add_lightning_class_args(MetricsTable, "metrics_table")
         # The codec is written once, under data; the model gets an identically configured (stateless) instance.
@@ -127,6 +137,36 @@ class RSPoseCLI(LightningCLI):
             config["monitor"] = "val/Mean" if dataset == "mpii" else "val/AP"
         if self.subcommand in ("validate", "test"):
             self._refuse_random_weights()
+        if self.subcommand == "fit":
+            self._refuse_overwrite()
+
+    def _refuse_overwrite(self) -> None:
+        """``fit`` does not write over another run's checkpoints or config.yaml unless ``--overwrite true``."""
+        config = self.config["fit"]
+        if config.get("overwrite"):
+            return
+        ckpt_path = config.get("ckpt_path")
+        resume_dir = Path(ckpt_path).resolve().parent if ckpt_path and Path(ckpt_path).is_file() else None
+        trainer = config.get("trainer") or {}
+        root = Path(trainer.get("default_root_dir") or ".").resolve()
+        dirs = []
+        for group in ("checkpoint", "last_checkpoint"):
+            dirpath = (config.get(group) or {}).get("dirpath")
+            # no dirpath: Lightning uses the logger's fresh version_N directory, or root/checkpoints without logger
+            dirs.append(Path(dirpath).resolve() if dirpath else (root / "checkpoints" if trainer.get("logger") is False
+                                                                 else None))
+        for directory in dict.fromkeys(d for d in dirs if d is not None):
+            if directory != resume_dir and directory.is_dir() and any(directory.glob("*.ckpt")):
+                raise UserError(
+                    f"rspose fit: {directory} already holds checkpoints of another run; give this run its own "
+                    "directory, resume with --ckpt_path into it, or pass --overwrite true to write over them."
+                )
+        if trainer.get("logger") is False and (root / "config.yaml").is_file():
+            if resume_dir is None or not resume_dir.is_relative_to(root):
+                raise UserError(
+                    f"rspose fit: {root / 'config.yaml'} belongs to another run (trainer.default_root_dir without "
+                    "a logger); give this run its own directory or pass --overwrite true."
+                )
 
     def _refuse_random_weights(self) -> None:
         config = self.config[self.subcommand]
@@ -164,60 +204,3 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> RSPose
         args=args,
         run=run,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The ``rspose`` command. A user error (see :mod:`rspose.errors`) prints one message and returns 2; the
-    traceback only with ``RSPOSE_DEBUG=1``."""
-    try:
-        return _dispatch(argv)
-    except Exception as exc:
-        message = user_error_message(exc)
-        if message is None or debug_enabled():
-            raise
-        sys.stderr.write(f"rspose: error: {message}\n(set RSPOSE_DEBUG=1 for the traceback)\n")
-        return 2
-
-
-def _run_lightning(argv: list[str] | None) -> int:
-    RSPoseCLI.raise_parse_errors = True
-    try:
-        run_lightning_cli(argv)
-    finally:
-        RSPoseCLI.raise_parse_errors = False
-    return 0
-
-
-def _synth(argv: list[str]) -> int:
-    from rspose.data.synthetic import main as synth_main
-
-    return synth_main(argv)
-
-
-def _compare(argv: list[str]) -> int:
-    from rspose.compare import main as compare_main
-
-    return compare_main(argv)
-
-
-def _infer(argv: list[str]) -> int:
-    from rspose.infer import main as infer_main
-
-    return infer_main(argv)
-
-
-def _export(argv: list[str]) -> int:
-    from rspose.export import main as export_main
-
-    return export_main(argv)
-
-
-#: subcommand -> handler(argv without the subcommand); anything else goes to the LightningCLI.
-SUBCOMMANDS = {"synth": _synth, "compare": _compare, "infer": _infer, "export": _export}
-
-
-def _dispatch(argv: list[str] | None) -> int:
-    words = sys.argv[1:] if argv is None else list(argv)
-    if words and words[0] in SUBCOMMANDS:
-        return SUBCOMMANDS[words[0]](words[1:])
-    return _run_lightning(None if argv is None else words)  # None: LightningCLI reads sys.argv itself

@@ -57,7 +57,8 @@ def test_fit_validate_test_predict_fast_dev_run(synth, tmp_path, config, loss):
     class_path = {"baseline": baseline, "rs": "rspose.losses.RankingLoss"}[loss]
     args = quick_args(synth, tmp_path, config) + ["--model.loss", json.dumps({"class_path": class_path})]
     for sub in ("fit", "validate", "test"):
-        cli = run_lightning_cli([sub, *args, "--trainer.fast_dev_run", "true"])
+        weights = [] if sub == "fit" else ["--allow_random_weights", "true"]  # an untrained model, knowingly
+        cli = run_lightning_cli([sub, *args, *weights, "--trainer.fast_dev_run", "true"])
         metrics = cli.trainer.callback_metrics
         if sub != "fit":
             prefix = "val" if sub == "validate" else "test"

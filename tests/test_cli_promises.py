@@ -138,3 +138,33 @@ def test_bug_is_not_hidden():
     except ValueError as exc:
         assert user_error_message(exc) is None
     assert user_error_message(UserError("model.lr: -1, expected > 0")) == "model.lr: -1, expected > 0"
+
+
+def test_fit_does_not_overwrite_another_runs_checkpoints(synth, tmp_path):
+    args = ["fit", *tiny(synth, tmp_path), "--trainer.max_epochs", "1"]
+    run_lightning_cli(args)
+    ckpt_dir = tmp_path / "ckpt"
+    before = (ckpt_dir / "last.ckpt").read_bytes()
+    with pytest.raises(UserError, match=f"{ckpt_dir}.*--overwrite true"):
+        run_lightning_cli(args)
+    assert (ckpt_dir / "last.ckpt").read_bytes() == before  # refused before anything was written
+    # the same run's own directory: a resume is allowed
+    resumed = run_lightning_cli([*args, "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt_dir / "last.ckpt")])
+    assert resumed.trainer.current_epoch == 2
+    # a logger-less run directory holding another run's config.yaml, checkpoints elsewhere
+    with pytest.raises(UserError, match="config.yaml.*--overwrite true"):
+        run_lightning_cli([*args, "--checkpoint.dirpath", str(tmp_path / "new"),
+                           "--last_checkpoint.dirpath", str(tmp_path / "new")])
+    run_lightning_cli([*args, "--overwrite", "true"])  # explicit
+
+
+def test_dispatcher_lives_outside_the_cli_module(tmp_path):
+    from rspose.main import SUBCOMMANDS, main
+
+    code = "import sys, rspose.cli; print(sorted(m for m in sys.modules if m in ('rspose.compare', 'rspose.main')))"
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
+    assert set(SUBCOMMANDS) >= {"synth", "compare"}
+    assert main(["synth", "--out", str(tmp_path / "s"), "--images", "1", "--val-images", "1"]) == 0
+    assert len(list((tmp_path / "s" / "train2017").glob("*.jpg"))) == 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rspose.cli import main
+from rspose.main import main
 from rspose.export import export_onnx
 from rspose.inferencer import build_module
 from rspose.models import PoseModel, ViTBackbone, ViTPoseSimpleHead

@@ -14,7 +14,7 @@ import torch
 from pycocotools.coco import COCO as COCOApi
 
 from rspose import Inferencer
-from rspose.cli import main
+from rspose.main import main
 from rspose.data.dataset import TopDownDataset
 from rspose.data.readers.detections import read_detections
 from rspose.inferencer import build_module
