@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from rspose.main import main
 from rspose.export import export_onnx
 from rspose.inferencer import build_module
+from rspose.main import main
 from rspose.models import PoseModel, ViTBackbone, ViTPoseSimpleHead
 
 ort = pytest.importorskip("onnxruntime")

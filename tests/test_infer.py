@@ -14,10 +14,10 @@ import torch
 from pycocotools.coco import COCO as COCOApi
 
 from rspose import Inferencer
-from rspose.main import main
 from rspose.data.dataset import TopDownDataset
 from rspose.data.readers.detections import read_detections
 from rspose.inferencer import build_module
+from rspose.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "coco"
