@@ -4,8 +4,8 @@ Each *variant* is a config plus a loss object (and optional extra LightningCLI a
 trained once per ``--seeds`` value (the training seed, ``seed_everything``; the synthetic data's own seed stays
 fixed), evaluated with detection boxes, flip test and the localisation/scoring diagnostics, and recorded.
 
-Built-in variant sets (``--pairs``): ``heatmap`` (MSE vs RankingLoss on configs/quickstart.yaml) and ``simcc``
-(KL vs RankingLoss on configs/quickstart_simcc.yaml). ``--variants FILE`` takes a YAML list instead (see
+Built-in variant sets (``--pairs``): ``heatmap`` (MSE, decoded with DARK, vs RankingLoss on
+configs/quickstart.yaml) and ``simcc`` (KL vs RankingLoss on configs/quickstart_simcc.yaml). ``--variants FILE`` takes a YAML list instead (see
 configs/compare/study.yaml)::
 
     - {name: heatmap_mse, config: configs/quickstart.yaml, loss: {class_path: rspose.losses.KeypointMSELoss}}
@@ -85,7 +85,8 @@ class Variant:
 
 PAIRS: dict[str, list[Variant]] = {
     "heatmap": [
-        Variant("heatmap_mse", "configs/quickstart.yaml", MSE),
+        # each loss with its best decoder (the study): DARK for MSE maps, the quarter shift for ranking maps
+        Variant("heatmap_mse", "configs/quickstart.yaml", MSE, args=["--data.codec.init_args.decoding", "dark"]),
         Variant("heatmap_rs", "configs/quickstart.yaml", RS, baseline="heatmap_mse"),
     ],
     "simcc": [

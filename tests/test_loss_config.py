@@ -68,7 +68,7 @@ def test_the_flat_loss_string_is_gone(capsys):
     [
         ({"instance_sort_weight": 0.0, "instance_sort_mode": "keypoint"}, "instance_sort_weight=0"),
         ({"instance_sort_weight": 0.0, "confidence": "sigmoid"}, "instance_sort_weight=0"),
-        ({"score_thr": 0.3}, "score_thr=0.3 is only used with confidence='score'"),
+        ({"score_thr": 0.3, "confidence": "sigmoid"}, "score_thr=0.3 is only used with confidence=.score."),
         ({"positive_threshold": 1.5}, "positive_threshold"),
         ({"space": "probability"}, "space"),
         ({"instance_sort_mode": "image"}, "instance_sort_mode"),
@@ -227,7 +227,7 @@ def test_ranking_loss_is_its_parts_composed_by_hand(kwargs):
     batch["target_weight"][0, :5] = 0.0  # some unlabelled keypoints
     loss = _bound(RankingLoss(**kwargs), codec)
     got = loss(pred, batch)
-    args = {"delta": 0.5, "instance_sort_weight": 1.0, "confidence": "max_logit", "positive_threshold": 0.0,
+    args = {"delta": 0.5, "instance_sort_weight": 1.0, "confidence": "score", "positive_threshold": 0.1,
             "space": "logit", "instance_sort_mode": "instance", **kwargs}
     target = batch["heatmaps"]
     target = torch.where(target > args["positive_threshold"], target, 0.0)
@@ -240,7 +240,7 @@ def test_ranking_loss_is_its_parts_composed_by_hand(kwargs):
     terms = []
     if args["instance_sort_mode"] in ("instance", "both"):
         oks = oks_quality(keypoints, batch["keypoints_input"], labelled, batch["area_input"], sigmas)
-        conf = instance_confidence(pred, weight, kind=args["confidence"])
+        conf = instance_confidence(pred, weight, kind=args["confidence"], score_thr=0.2)
         terms.append(InstanceSortLoss(delta=args["delta"])(conf, oks))
     if args["instance_sort_mode"] in ("keypoint", "both"):
         oks_k = oks_quality(keypoints, batch["keypoints_input"], labelled, batch["area_input"], sigmas,

@@ -11,7 +11,9 @@
 
 The outputs are logits: evaluation and inference apply a sigmoid before decoding (``sigmoid_outputs``).
 Every switch and what it changes is described in docs/method.md; the defaults are the first reconstruction
-of the paper.
+of the paper except ``confidence="score"`` and ``positive_threshold=0.1``, the choices that the seeded study
+(README, docs/method.md) found best; ``RankingLoss(confidence="max_logit", positive_threshold=0.0)`` is the
+first reconstruction.
 """
 
 from __future__ import annotations
@@ -46,14 +48,16 @@ class RankingLoss(PoseLoss):
             ``"keypoint"``: one set per keypoint type, keypoint confidences labelled with the per-keypoint OKS
             term; ``"both"``: the mean of the two.
         instance_delta: delta of Instance-Sort; None = ``delta``.
-        confidence: what Instance-Sort sorts (:func:`rspose.losses.instance_confidence`): ``"max_logit"``
-            (mean of the keypoints' max logits), ``"sigmoid"`` (mean of their sigmoids) or ``"score"`` (the
-            test-time rescoring score: mean of the sigmoids above ``score_thr``).
+        confidence: what Instance-Sort sorts (:func:`rspose.losses.instance_confidence`): ``"score"`` (default:
+            the score that is ranked at test time, the mean of the keypoint sigmoids above ``score_thr``),
+            ``"sigmoid"`` (mean of their sigmoids) or ``"max_logit"`` (mean of the max logits: the first
+            reconstruction).
         score_thr: the rescoring threshold used by ``confidence="score"`` (keep it equal to the evaluation's
             ``keypoint_score_thr``).
         positive_threshold: Spatial-RS positives are the pixels with label > this value; lower labels become
-            negatives. 0 keeps the whole 3-sigma Gaussian (49 pixels at sigma 1); exp(-2) = 0.135 keeps the
-            2-sigma disc; 0.1 keeps labels >= 0.1.
+            negatives. 0.1 (default) keeps the disc of radius 2.15 sigma (13 pixels at sigma 1); 0 keeps the
+            whole 3-sigma Gaussian (49 pixels at sigma 1, the first reconstruction); exp(-2) = 0.135 keeps the
+            2-sigma disc.
         space: rank the logits (``"logit"``) or their sigmoid probabilities (``"sigmoid"``, as RankED does;
             use a delta of about 0.1 there). The gradient reaches the logits through the sigmoid.
         anchor_weight: **beyond the paper, never a default**: adds ``anchor_weight x MSE(sigmoid(logits),
@@ -74,9 +78,9 @@ class RankingLoss(PoseLoss):
         instance_sort_weight: float = DEFAULT_INSTANCE_SORT_WEIGHT,
         instance_sort_mode: InstanceSortMode = "instance",
         instance_delta: float | None = None,
-        confidence: ConfidenceKind = "max_logit",
+        confidence: ConfidenceKind = "score",
         score_thr: float = 0.2,
-        positive_threshold: float = 0.0,
+        positive_threshold: float = 0.1,
         space: RankingSpace = "logit",
         anchor_weight: float = 0.0,
     ) -> None:
@@ -99,7 +103,7 @@ class RankingLoss(PoseLoss):
         if score_thr != 0.2 and not (confidence == "score" and uses_instance):
             raise ValueError(f"{name}: score_thr={score_thr} is only used with confidence='score' and an instance "
                              "Instance-Sort set (instance_sort_mode 'instance' or 'both')")
-        if instance_sort_weight == 0 and (instance_delta is not None or confidence != "max_logit"
+        if instance_sort_weight == 0 and (instance_delta is not None or confidence != "score"
                                           or instance_sort_mode != "instance"):
             raise ValueError(f"{name}: instance_sort_weight=0 switches Instance-Sort off; its settings "
                              "(instance_delta, confidence, instance_sort_mode) would be ignored")
