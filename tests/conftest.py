@@ -20,6 +20,12 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def image_check_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """The data module's image-check cache (default ~/.cache/rspose) goes to a folder of this test session."""
+    monkeypatch.setenv("RSPOSE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "rspose-cache"))
+
+
 def compare_args(data: Path) -> list[str]:
     """The LightningCLI arguments that keep a compare run tiny."""
     return [

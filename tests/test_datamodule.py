@@ -6,6 +6,7 @@ sample compared with ``codec.encode`` of keypoints flipped by hand; ``crop_to_im
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -277,8 +278,11 @@ def test_datamodule_errors_name_the_key(tmp_path):
     dm = PoseDataModule(MSRAHeatmap(), dataset="coco", root=str(tmp_path), num_workers=0)
     with pytest.raises(FileNotFoundError, match=r"data\.train_ann: .*person_keypoints_train2017\.json does not exist"):
         dm.setup("fit")
+    renamed = json.loads(COCO_JSON.read_text())
+    renamed["categories"][0]["keypoints"] = [f"point_{k}" for k in range(17)]  # not a known spec's names
+    (tmp_path / "renamed.json").write_text(json.dumps(renamed))
     with pytest.raises(ValueError, match=r"needs sigmas and flip_indices"):
-        custom_module(sigmas=None, flip_indices=None).spec  # noqa: B018
+        custom_module(train_ann=str(tmp_path / "renamed.json"), sigmas=None, flip_indices=None).spec  # noqa: B018
     with pytest.raises(ValueError, match="data.train_ann: no path given"):
         PoseDataModule(MSRAHeatmap(), dataset="custom", root=str(tmp_path), num_workers=0).setup("fit")
 

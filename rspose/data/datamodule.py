@@ -15,6 +15,12 @@ custom        every path given explicitly                               given   
 
 Validation uses ground-truth boxes unless ``val_bbox_file`` is set; test and predict use ``test_bbox_file``
 (``"auto"`` = the reference detections above, None = ground-truth boxes).
+
+Setup checks every split it builds before any sample is read (docs/data.md): each image exists, is complete
+(JPEG EOI / PNG IEND) and has the annotated width and height (headers only, cached). A missing, unreadable or
+truncated image is skipped with one summary warning per split (``strict=True``: one error instead); skipped
+images also leave the evaluation's ground truth, so AP is that of the images that remain. A size mismatch is
+always an error, and so is a split left with no instance.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from torch.utils.data import DataLoader, default_collate
 from rspose.codecs.base import Codec
 from rspose.data.dataset import TopDownDataset
 from rspose.data.readers import InstanceList, load_head_boxes, read_coco, read_detections, read_mpii
+from rspose.data.readers.image_check import check_images, default_cache_dir
+from rspose.data.readers.instance import load_json
 from rspose.data.specs import DatasetSpec, get_spec, spec_from_coco_json
 from rspose.data.transforms import TopDownAugment
 
@@ -92,6 +100,11 @@ class PoseDataModule(LightningDataModule):
         flip_prob ... rotate_prob: the random augmentation (mmpose defaults; a probability of 0 switches a step off).
         bbox_padding: box padding of the crop.
         synthetic_train_images, synthetic_val_images, synthetic_seed: size and seed of the generated dataset.
+        check_images: check every image of a split at setup (exists, complete, annotated size); False skips the
+            check (a bad image is then found when first read).
+        strict: a missing, unreadable or truncated image is an error instead of a counted skip.
+        image_check_cache: folder of the image-check cache (JSON, keyed by path, mtime and size); "auto" =
+            ``$RSPOSE_CACHE_DIR`` or ``~/.cache/rspose``; None = in memory only.
     """
 
     def __init__(
@@ -135,6 +148,9 @@ class PoseDataModule(LightningDataModule):
         synthetic_train_images: int = 800,
         synthetic_val_images: int = 200,
         synthetic_seed: int = 0,
+        check_images: bool = True,
+        strict: bool = False,
+        image_check_cache: str | None = "auto",
     ) -> None:
         super().__init__()
         if dataset not in REFERENCE_FILES:
@@ -188,6 +204,12 @@ class PoseDataModule(LightningDataModule):
         self._custom_spec_args = (sigmas, flip_indices, upper_body_ids, lower_body_ids)
         self._spec: DatasetSpec | None = None
         self.datasets: dict[str, TopDownDataset] = {}
+        self.check_images = check_images
+        self.strict = strict
+        self.image_check_cache = default_cache_dir() if image_check_cache == "auto" else image_check_cache
+        #: split -> {image path: reason} of the images skipped at setup.
+        self.skipped_images: dict[str, dict[str, str]] = {}
+        self._skipped_image_ids: dict[str, set[int]] = {}
 
     # ------------------------------------------------------------------------------------------- paths
     def _resolve(self, path: str | Path | None) -> Path | None:
@@ -222,11 +244,22 @@ class PoseDataModule(LightningDataModule):
     def num_keypoints(self) -> int:
         return self.spec.num_keypoints
 
-    def eval_ann_file(self, stage: str) -> str | None:
-        """The ground-truth file the metric compares with: val_ann for "fit"/"validate"/"val", else test_ann;
-        None when that split has no annotation file configured (a custom dataset without one)."""
-        key = "val_ann" if stage in ("fit", "validate", "val") else "test_ann"
-        return None if self.paths[key] is None else str(self.path(key))
+    def eval_ann_file(self, stage: str) -> str | dict | None:
+        """The ground truth the metric compares with: val_ann for "fit"/"validate"/"val", else test_ann;
+        None when that split has no annotation file configured (a custom dataset without one). When setup
+        skipped images of that split, the file's content without those images (a COCO dict)."""
+        split = "val" if stage in ("fit", "validate", "val") else "test"
+        key = f"{split}_ann"
+        if self.paths[key] is None:
+            return None
+        path = self.path(key)
+        dropped = self._skipped_image_ids.get(split)
+        if not dropped or self.dataset_name == "mpii":  # PCKh reads its ground truth from the batches
+            return str(path)
+        data = load_json(path, "COCO annotation file")
+        data["images"] = [img for img in data["images"] if int(img["id"]) not in dropped]
+        data["annotations"] = [a for a in data["annotations"] if int(a.get("image_id", -1)) not in dropped]
+        return data
 
     @property
     def eval_head_boxes(self) -> np.ndarray | None:
@@ -268,11 +301,43 @@ class PoseDataModule(LightningDataModule):
             return read_detections(self.path(bbox_key), ann, img_dir, k, size, self.bbox_score_thr, pad)
         return read_coco(ann, img_dir, k, size, mode="train" if split == "train" else "eval", padding=pad)
 
+    def checked_split(self, split: Split) -> InstanceList:
+        """:meth:`read_split`, then the image checks of setup (skip / error as in the module docstring)."""
+        instances = self.read_split(split)
+        if self.check_images and instances:
+            report = check_images(instances, self.image_check_cache)
+            if report.size_mismatch:
+                lines = [f"{path}: annotated {a[0]}x{a[1]} (width x height), real {r[0]}x{r[1]}"
+                         for path, (a, r) in sorted(report.size_mismatch.items())]
+                more = f" (and {len(lines) - 3} more)" if len(lines) > 3 else ""
+                raise ValueError(
+                    f"{instances.source}: {len(lines)} images differ in size from their 'width'/'height' in "
+                    f"this file: {'; '.join(lines[:3])}{more}; fix the annotation or the image"
+                )
+            if report.problems:
+                summary = report.summary(f"data.{split}: {instances.source}")
+                if self.strict:
+                    raise ValueError(f"{summary} (data.strict is set, so this is an error)")
+                warnings.warn(summary, stacklevel=2)
+                kept = [inst for inst in instances if inst.image_file not in report.problems]
+                self.skipped_images[split] = dict(report.problems)
+                self._skipped_image_ids[split] = {i.image_id for i in instances if i.image_file in report.problems}
+                skipped = dict(instances.skipped, **{"image skipped": len(instances) - len(kept)})
+                instances = InstanceList(kept, instances.source, skipped)
+        if not instances:
+            detail = ", ".join(f"{n} {reason}" for reason, n in instances.skipped.items() if n)
+            why = f"every annotation was filtered out: {detail}" if detail else "it has no annotation"
+            raise ValueError(
+                f"data.{split}: {instances.source} gives no instance to {'train on' if split == 'train' else 'evaluate'}"
+                f" ({why}); expected at least one usable annotation"
+            )
+        return instances
+
     def _build(self, split: Split) -> TopDownDataset:
         if split not in self.datasets:
             train = split == "train"
             self.datasets[split] = TopDownDataset(
-                self.read_split(split),
+                self.checked_split(split),
                 self.spec,
                 self.codec,
                 train=train,

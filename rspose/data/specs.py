@@ -144,21 +144,35 @@ def spec_from_coco_json(
 
     Keypoint names and the (1-based) skeleton come from ``categories[0]`` of ``ann_file``; ``sigmas`` and
     ``flip_indices`` must come from the config, one per keypoint. Without body-part ids, half-body
-    augmentation treats the first half of the keypoints as the upper body.
+    augmentation treats the first half of the keypoints as the upper body. When the names are exactly (same
+    order) those of a built-in spec (COCO 17, CrowdPose 14, MPII 16), every value the config leaves out
+    (sigmas, flip indices, body-part ids, and the skeleton if the file has none) is that spec's.
     """
     path = Path(ann_file)
-    with path.open() as f:
-        categories = json.load(f).get("categories") or []
+    try:
+        with path.open() as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"COCO annotation file {path} is not valid JSON: {e}") from None
+    categories = (data.get("categories") if isinstance(data, dict) else None) or []
     if not categories or "keypoints" not in categories[0]:
         raise ValueError(f"{path}: categories[0].keypoints is missing; a keypoint dataset must name its keypoints")
     names = tuple(categories[0]["keypoints"])
     k = len(names)
+    known = next((spec for spec in BUILTIN_SPECS.values() if spec.keypoint_names == names), None)
+    if known is not None:  # the keypoints of COCO, CrowdPose or MPII: what the config leaves out comes from there
+        sigmas = known.sigmas if sigmas is None else sigmas
+        flip_indices = known.flip_indices if flip_indices is None else flip_indices
+        upper_body_ids = known.upper_body_ids if upper_body_ids is None else upper_body_ids
+        lower_body_ids = known.lower_body_ids if lower_body_ids is None else lower_body_ids
     if sigmas is None or flip_indices is None:
         missing = [n for n, v in (("sigmas", sigmas), ("flip_indices", flip_indices)) if v is None]
         raise ValueError(
             f"{path}: a custom dataset needs {' and '.join(missing)} in the config, one per keypoint ({k}: {list(names)})"
         )
     skeleton = tuple((int(a) - 1, int(b) - 1) for a, b in categories[0].get("skeleton", []))
+    if not skeleton and known is not None:
+        skeleton = known.skeleton
     upper = tuple(upper_body_ids) if upper_body_ids is not None else tuple(range(k // 2))
     lower = tuple(lower_body_ids) if lower_body_ids is not None else tuple(range(k // 2, k))
     return DatasetSpec(

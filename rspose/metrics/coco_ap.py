@@ -58,16 +58,41 @@ class KeypointPredictions:
         return KeypointPredictions(*(getattr(self, f)[index] for f in _FIELDS))
 
 
+#: copies of one instance id closer than this (keypoints, px; keypoint scores) are distributed padding copies.
+DUPLICATE_KEYPOINT_ATOL, DUPLICATE_SCORE_ATOL = 0.5, 0.01
+
+
 def deduplicate(preds: KeypointPredictions) -> KeypointPredictions:
-    """Keep the first copy of each instance id (gathered order), sorted by instance id."""
+    """Keep the first copy of each instance id (gathered order), sorted by instance id.
+
+    Repeated ids are expected only from DistributedSampler padding: the same sample predicted twice. Copies that
+    differ (another image, box score or area, or keypoints / keypoint scores beyond DUPLICATE_*_ATOL) are two
+    different instances under one id, and dropping one would change AP silently: that is an error.
+    """
     _, first = np.unique(preds.instance_ids, return_index=True)
-    if first.size != preds.instance_ids.size:  # every copy of an id must describe the same image
+    if first.size != preds.instance_ids.size:  # every copy of an id must describe the same prediction
         order = np.argsort(preds.instance_ids, kind="stable")
-        ids_sorted, img_sorted = preds.instance_ids[order], preds.image_ids[order]
-        bad = (ids_sorted[1:] == ids_sorted[:-1]) & (img_sorted[1:] != img_sorted[:-1])
-        if bad.any():
-            i = int(ids_sorted[1:][bad][0])
+        a, b = order[:-1], order[1:]
+        same = preds.instance_ids[a] == preds.instance_ids[b]
+        a, b = a[same], b[same]
+        other_image = preds.image_ids[a] != preds.image_ids[b]
+        if other_image.any():
+            i = int(preds.instance_ids[a][other_image][0])
             raise ValueError(f"OKSMeanAP: instance id {i} was given for two different image ids; ids must be unique")
+        differs = (
+            (preds.bbox_scores[a] != preds.bbox_scores[b])
+            | (preds.areas[a] != preds.areas[b])
+            | (np.abs(preds.keypoints[a] - preds.keypoints[b]).reshape(a.size, -1).max(-1, initial=0)
+               > DUPLICATE_KEYPOINT_ATOL)
+            | (np.abs(preds.keypoint_scores[a] - preds.keypoint_scores[b]).max(-1, initial=0) > DUPLICATE_SCORE_ATOL)
+        )
+        if differs.any():
+            j = int(np.flatnonzero(differs)[0])
+            raise ValueError(
+                f"OKSMeanAP: instance id {int(preds.instance_ids[a[j]])} was given twice for image "
+                f"{int(preds.image_ids[a[j]])} with different predictions; every instance needs its own id "
+                "(only identical copies, as distributed padding makes, are merged)"
+            )
     return preds.take(first)
 
 

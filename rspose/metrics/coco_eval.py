@@ -105,7 +105,11 @@ def load_ground_truth(ann_file: str | Path | dict, iou_type: IouType = "keypoint
     k = len(names) if names is not None else (len(anns[0]["keypoints"]) // 3 if anns else 0)
     if k == 0:
         raise ValueError(f"{source}: cannot tell the number of keypoints (no categories[0].keypoints, no annotation)")
+    seen: set[int] = set()
     for ann in anns:
+        if ann.get("id") in seen:  # pycocotools indexes annotations by id: a second copy would replace the first
+            raise ValueError(f"{source}: annotation id {ann.get('id')} appears more than once; ids must be unique")
+        seen.add(ann.get("id"))
         if len(ann.get("keypoints", ())) != 3 * k:
             raise ValueError(
                 f"{source}: annotation id {ann.get('id')} has {len(ann.get('keypoints', ()))} keypoint values, "
@@ -113,6 +117,10 @@ def load_ground_truth(ann_file: str | Path | dict, iou_type: IouType = "keypoint
             )
         if "bbox" not in ann:
             raise ValueError(f"{source}: annotation id {ann.get('id')} has no 'bbox'")
+        if not np.isfinite(np.asarray(ann["keypoints"], dtype=np.float64)).all():
+            raise ValueError(f"{source}: annotation id {ann.get('id')} has a NaN or infinite value in 'keypoints'")
+        if "num_keypoints" not in ann:  # pycocotools reads it to ignore keypoint-less GT: count v > 0 as COCO does
+            ann["num_keypoints"] = int(sum(v > 0 for v in ann["keypoints"][2::3]))
         ann.setdefault("iscrowd", 0)
         ann.pop("segmentation", None)  # not used by keypoint evaluation; large
         if iou_type == "keypoints_crowd":

@@ -11,7 +11,9 @@ Conventions (mmpose 1.x ``BaseCocoStyleDataset``):
 * ``area`` is the annotation's; CrowdPose has none, so w x h x 0.53 of the unclipped box (the OKS area of the
   CrowdPose protocol) is used.
 * Malformed entries are errors naming the file and the annotation id: no ``keypoints``, a keypoint count
-  other than the spec's, no ``bbox``, an ``image_id`` missing from ``images``.
+  other than the spec's, a NaN or infinite keypoint or box value, no ``bbox``, an ``image_id`` missing from
+  ``images``, an annotation ``id`` used twice (it is the instance id that evaluation deduplicates by).
+* ``num_keypoints`` missing: computed as the number of keypoints with v > 0.
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ def parse_keypoints(ann: dict[str, Any], num_keypoints: int, ann_file: str | Pat
             f"expected {num_keypoints} ({3 * num_keypoints} values) for this dataset spec"
         )
     values = values.reshape(num_keypoints, 3)
+    if not np.isfinite(values).all():
+        k = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+        raise ValueError(
+            f"{ann_file}: annotation id {ann_id} has a NaN or infinite value in 'keypoints' (keypoint {k}: "
+            f"{ann['keypoints'][3 * k:3 * k + 3]}); expected finite x, y, v"
+        )
     return values[:, :2].copy(), (values[:, 2] > 0).astype(np.float32)
 
 
@@ -100,10 +108,14 @@ def read_coco(
         raise ValueError(f"{ann_file}: not a COCO annotation file (no 'annotations' list)")
     skipped = {"crowd": 0, "no labelled keypoints": 0, "zero-area box": 0}
     out = []
+    seen: set[int] = set()
     for ann in annotations:
         ann_id = ann.get("id")
         if ann_id is None:
             raise ValueError(f"{ann_file}: an annotation has no 'id' (image_id {ann.get('image_id')})")
+        if int(ann_id) in seen:  # the instance id: a second copy would be dropped as a distributed duplicate
+            raise ValueError(f"{ann_file}: annotation id {ann_id} appears more than once; ids must be unique")
+        seen.add(int(ann_id))
         if ann.get("iscrowd", 0):
             skipped["crowd"] += 1
             continue
@@ -115,6 +127,8 @@ def read_coco(
             raise ValueError(f"{ann_file}: annotation id {ann_id} has no 4-number 'bbox' (x, y, w, h)")
         img = images[image_id]
         raw = np.asarray(ann["bbox"], dtype=np.float32)
+        if not np.isfinite(raw).all():
+            raise ValueError(f"{ann_file}: annotation id {ann_id} has a NaN or infinite 'bbox' {ann['bbox']}")
         bbox = clip_bbox_xywh(raw, img["width"], img["height"])
         if not (bbox[2] > 0 and bbox[3] > 0):
             skipped["zero-area box"] += 1

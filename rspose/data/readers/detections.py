@@ -6,7 +6,9 @@ zeros with visibility 0 (no ground truth); ``area`` is the box w x h. The instan
 detection in the file, so it is stable whatever the threshold.
 
 Errors name the file and the entry: a detection for an image id absent from the annotations, a malformed
-entry, a negative box size. A detection of zero area (w == 0 or h == 0) is skipped with one counted warning.
+entry, a negative box size, a file with no usable detection at all (empty, no person category, every score
+below the threshold: evaluation would silently not run). A detection of zero area (w == 0 or h == 0) is
+skipped with one counted warning.
 """
 
 from __future__ import annotations
@@ -81,6 +83,14 @@ def read_detections(
                 crowd_index=img["crowd_index"],
                 image_size=(img["width"], img["height"]),
             )
+        )
+    if not out:
+        detail = ", ".join(f"{n} {reason}" + (f" {score_thr:g}" if reason == "below score threshold" else "")
+                           for reason, n in skipped.items() if n)
+        raise ValueError(
+            f"{det_file}: no usable detection"
+            + (f" among its {len(dets)} entries ({detail})" if dets else " (the file is an empty list)")
+            + "; expected person detections (category_id 1) with score >= data.bbox_score_thr and a non-empty box"
         )
     warn_skipped(str(det_file), len(dets), skipped, unexpected=("zero-area box",))
     return InstanceList(out, str(det_file), skipped)

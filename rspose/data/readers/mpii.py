@@ -85,6 +85,9 @@ def read_mpii(
                 f"{ann_file}: row {row} ({ann['image']}) has {joints.shape[0] if joints.ndim else 0} joints and "
                 f"{vis.shape[0]} joints_vis, expected {num_keypoints} of each"
             )
+        for key, value in (("joints", joints), ("joints_vis", vis), ("center", ann["center"]), ("scale", ann["scale"])):
+            if not np.isfinite(np.asarray(value, dtype=np.float64)).all():
+                raise ValueError(f"{ann_file}: row {row} ({ann['image']}) has a NaN or infinite value in {key!r}")
         visible = (vis > 0).astype(np.float32)
         if mode == "train" and visible.sum() == 0:
             skipped["no labelled keypoints"] += 1
