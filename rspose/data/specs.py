@@ -159,7 +159,11 @@ def spec_from_coco_json(
         raise ValueError(f"{path}: categories[0].keypoints is missing; a keypoint dataset must name its keypoints")
     names = tuple(categories[0]["keypoints"])
     k = len(names)
-    known = next((spec for spec in BUILTIN_SPECS.values() if spec.keypoint_names == names), None)
+    # CrowdPose files name the head-top keypoint "head", rspose's spec "top_head"
+    aliases = {"head": "top_head"}
+    canonical = tuple(aliases.get(n, n) for n in names)
+    known = next((spec for spec in BUILTIN_SPECS.values()
+                  if tuple(aliases.get(n, n) for n in spec.keypoint_names) == canonical), None)
     if known is not None:  # the keypoints of COCO, CrowdPose or MPII: what the config leaves out comes from there
         sigmas = known.sigmas if sigmas is None else sigmas
         flip_indices = known.flip_indices if flip_indices is None else flip_indices
