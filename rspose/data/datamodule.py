@@ -7,7 +7,7 @@ dataset       train / val (= test) annotation files                    images   
 ============  =======================================================  ==========  ==================================
 coco          annotations/person_keypoints_{train,val}2017.json         train2017,  person_detection_results/
                                                                         val2017     COCO_val2017_detections_AP_H_56_person.json
-synthetic     same as coco (written by ``prepare_data`` when missing)   same        same
+synthetic     same as coco (written by ``prepare_data``, see below)     same        same
 crowdpose     annotations/mmpose_crowdpose_{trainval,test}.json         images      annotations/det_for_crowd_test_0.1_0.5.json
 mpii          annotations/mpii_{train,val}.json (+ mpii_gt_val.mat)     images      none: GT centre/scale
 custom        every path given explicitly                               given       none unless given
@@ -20,7 +20,8 @@ Setup checks every split it builds before any sample is read (docs/data.md): eac
 (JPEG EOI / PNG IEND) and has the annotated width and height (headers only, cached). A missing, unreadable or
 truncated image is skipped with one summary warning per split (``strict=True``: one error instead); skipped
 images also leave the evaluation's ground truth, so AP is that of the images that remain. A size mismatch is
-always an error, and so is a split left with no instance.
+always an error, and so is a split left with no instance. Synthetic data is reused only when it was generated
+with the requested ``synthetic_*`` size and seed (``rspose_synthetic.json``), else regenerated.
 """
 
 from __future__ import annotations
@@ -279,12 +280,13 @@ class PoseDataModule(LightningDataModule):
 
     # ------------------------------------------------------------------------------------------- data
     def prepare_data(self) -> None:
-        if self.dataset_name != "synthetic" or self.paths["train_ann"].exists():
+        """Synthetic data: (re)generate it unless ``root`` holds the data of exactly the requested size and seed."""
+        if self.dataset_name != "synthetic":
             return
-        from rspose.data.synthetic import generate_synthetic_coco
+        from rspose.data.synthetic import ensure_synthetic_coco
 
         hp = self.hparams
-        generate_synthetic_coco(self.root, hp.synthetic_train_images, hp.synthetic_val_images, hp.synthetic_seed)
+        ensure_synthetic_coco(self.root, hp.synthetic_train_images, hp.synthetic_val_images, hp.synthetic_seed)
 
     def read_split(self, split: Split) -> InstanceList:
         """Read the instances of a split ("train", "val" or "test") as configured."""

@@ -7,6 +7,7 @@
     out_dir/annotations/person_keypoints_val2017.json
     out_dir/train2017/*.jpg, out_dir/val2017/*.jpg
     out_dir/person_detection_results/COCO_val2017_detections_AP_H_56_person.json
+    out_dir/rspose_synthetic.json   (the generator parameters, written last: see ``ensure_synthetic_coco``)
 
 Each image holds 1..max_people figures with the 17 COCO keypoints (order of ``rspose.data.specs.COCO``):
 a kinematic skeleton (torso, head with hair, eyes, nose and ears, two-segment arms and legs) with random
@@ -43,6 +44,7 @@ import colorsys
 import json
 import math
 import time
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,7 @@ _SPLIT_CODE = {"train": 0, "val": 1}
 _ID_OFFSET = {"train": 0, "val": 1_000_000}  # image ids: train 1.., val 1000001..
 PEEK_PROB = 0.03  # share of figures placed with all keypoints just outside the image (num_keypoints == 0)
 DET_FILE = "COCO_val2017_detections_AP_H_56_person.json"
+PARAMS_FILE = "rspose_synthetic.json"
 
 # keypoint ids in COCO order
 NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_SHO, R_SHO, L_ELB, R_ELB, L_WRI, R_WRI = range(11)
@@ -395,6 +398,8 @@ def generate_synthetic_coco(
         raise ValueError(f"generate_synthetic_coco: max_people={max_people} must be <= 254")
     t0 = time.perf_counter()
     root = Path(out_dir)
+    params = _params(num_train, num_val, seed, (w, h), max_people)
+    (root / PARAMS_FILE).unlink(missing_ok=True)  # an interrupted run leaves no record of finished data
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "person_detection_results").mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"out_dir": str(root)}
@@ -435,8 +440,58 @@ def generate_synthetic_coco(
     for key in ("images", "instances", "keypoints_labelled"):
         summary[key] = summary["train"][key] + summary["val"][key]
     summary["detections"] = len(detections)
+    _write_json({"generator": "rspose.data.synthetic", "params": params}, root / PARAMS_FILE)
     summary["seconds"] = time.perf_counter() - t0
     return summary
+
+
+def _params(num_train: int, num_val: int, seed: int, image_size: tuple[int, int], max_people: int) -> dict:
+    return {"num_train": int(num_train), "num_val": int(num_val), "seed": int(seed),
+            "image_size": [int(image_size[0]), int(image_size[1])], "max_people": int(max_people)}
+
+
+def ensure_synthetic_coco(
+    out_dir: str | Path,
+    num_train: int = 800,
+    num_val: int = 200,
+    seed: int = 0,
+    image_size: tuple[int, int] = (320, 256),
+    max_people: int = 4,
+) -> bool:
+    """Make ``out_dir`` hold the synthetic dataset of exactly these parameters; returns True if it was (re)written.
+
+    Existing data is reused only when its ``rspose_synthetic.json`` records the same parameters; data of other
+    parameters (or an interrupted run: no record, but rspose's annotation files) is regenerated with a warning.
+    A folder that holds a COCO-layout dataset rspose did not generate is an error: it is never overwritten.
+    """
+    root = Path(out_dir)
+    wanted = _params(num_train, num_val, seed, image_size, max_people)
+    record, train_ann = root / PARAMS_FILE, root / "annotations" / "person_keypoints_train2017.json"
+    if record.is_file():
+        try:
+            found = json.loads(record.read_text()).get("params")
+        except (OSError, ValueError, AttributeError):
+            found = None
+        if found == wanted:
+            return False
+        warnings.warn(
+            f"{record}: synthetic data was generated with {found}, requested {wanted}: regenerating {root}",
+            stacklevel=2,
+        )
+    elif train_ann.exists():
+        try:
+            description = json.loads(train_ann.read_text())["info"]["description"]
+        except (OSError, ValueError, KeyError, TypeError):
+            description = ""
+        if not str(description).startswith("rspose synthetic"):
+            raise ValueError(
+                f"data.root: {root} holds {train_ann.relative_to(root)} but no {PARAMS_FILE}, so it is not synthetic "
+                "data written by rspose; it is not overwritten: use data.dataset 'coco' or 'custom' for it, or "
+                "another data.root for the synthetic data"
+            )
+        warnings.warn(f"{root}: synthetic data without {PARAMS_FILE} (interrupted or older): regenerating", stacklevel=2)
+    generate_synthetic_coco(root, num_train, num_val, seed, image_size, max_people)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,365 @@
+"""Bad data, as a new user brings it: one table of broken copies of the real fixtures, each made here in tmp_path.
+
+Every row is a clear error that names the file and the key or value, or a counted skip; for a skip, the AP of
+the ground truth fed back as predictions on what remains equals a plain pycocotools COCOeval of the same
+predictions against the ground truth of the images that remain (1.0 when every remaining instance is predicted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import re
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO as PyCOCO
+from pycocotools.cocoeval import COCOeval
+
+from rspose.codecs import MSRAHeatmap
+from rspose.data.datamodule import PoseDataModule
+from rspose.data.readers import image_check
+from rspose.data.readers.coco import read_coco
+from rspose.data.readers.image_check import check_images
+from rspose.data.specs import COCO, CROWDPOSE
+from rspose.metrics import OKSMeanAP
+from rspose.metrics.coco_ap import KeypointPredictions, deduplicate
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+ANN, DET = "test_coco.json", "test_coco_det_AP_H_56.json"
+
+
+# ------------------------------------------------------------------------------------------------ corruptions
+def edit_json(path: Path, fn: Callable) -> None:
+    data = json.loads(path.read_text())
+    data = fn(data) or data
+    path.write_text(json.dumps(data))  # allow_nan: NaN is written as the bare token NaN, which json reads back
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def set_ann(index: int, **values):
+    def fn(d):
+        d["annotations"][index].update(values)
+    return fn
+
+
+def nan_keypoint(d):
+    d["annotations"][0]["keypoints"][3] = float("nan")
+
+
+def dup_id(d):
+    d["annotations"][3]["id"] = d["annotations"][1]["id"]
+
+
+def no_num_keypoints(d):
+    for a in d["annotations"]:
+        del a["num_keypoints"]
+
+
+def all_crowd(d):
+    for a in d["annotations"]:
+        a["iscrowd"] = 1
+
+
+def wider_image(d):
+    d["images"][1]["width"] += 1  # 000000040083.jpg is 500 x 333
+
+
+def det_category_2(d):
+    for det in d:
+        det["category_id"] = 2
+
+
+def first_ann(root: Path) -> dict:
+    return json.loads((root / ANN).read_text())["annotations"][0]
+
+
+# name -> (corrupt(root), datamodule kwargs, stage, expected): expected is (exception, regex) for an error or
+# ("skip", regex of the one warning, image files skipped) for a counted skip.
+CASES: dict[str, tuple] = {
+    "missing image": (
+        lambda r: (r / "000000040083.jpg").unlink(), {}, "validate",
+        ("skip", r"data\.val: .*test_coco\.json: 1 of 4 images skipped: 1 does not exist \(000000040083\.jpg\)",
+         {"000000040083.jpg"}),
+    ),
+    "truncated jpeg": (
+        lambda r: truncate(r / "000000196141.jpg"), {}, "validate",
+        ("skip", r"1 of 4 images skipped: 1 truncated \(000000196141\.jpg\)", {"000000196141.jpg"}),
+    ),
+    "not an image": (
+        lambda r: (r / "000000000785.jpg").write_bytes(b"<html>not found</html>"), {}, "fit",
+        ("skip", r"data\.train: .*1 of 4 images skipped: 1 not a readable image \(000000000785\.jpg\)",
+         {"000000000785.jpg"}),
+    ),
+    "missing image, strict": (
+        lambda r: (r / "000000040083.jpg").unlink(), {"strict": True}, "validate",
+        (ValueError, r"test_coco\.json: 1 of 4 images skipped: 1 does not exist \(000000040083\.jpg\) "
+                     r"\(data\.strict is set"),
+    ),
+    "wrong image size": (
+        lambda r: edit_json(r / ANN, wider_image), {}, "validate",
+        (ValueError, r"test_coco\.json: 1 images differ in size .*000000040083\.jpg: annotated 501x333 "
+                     r"\(width x height\), real 500x333"),
+    ),
+    "duplicate annotation id": (
+        lambda r: edit_json(r / ANN, dup_id), {}, "validate",
+        (ValueError, r"test_coco\.json: annotation id \d+ appears more than once"),
+    ),
+    "NaN keypoint": (
+        lambda r: edit_json(r / ANN, nan_keypoint), {}, "validate",
+        (ValueError, r"test_coco\.json: annotation id \d+ has a NaN or infinite value in 'keypoints' \(keypoint 1"),
+    ),
+    "NaN box": (
+        lambda r: edit_json(r / ANN, set_ann(0, bbox=[float("nan"), 1.0, 2.0, 3.0])), {}, "validate",
+        (ValueError, r"test_coco\.json: annotation id \d+ has a NaN or infinite 'bbox'"),
+    ),
+    "image id not in images": (
+        lambda r: edit_json(r / ANN, set_ann(0, image_id=5)), {}, "validate",
+        (ValueError, r"test_coco\.json: annotation id \d+ refers to image_id 5, not in 'images'"),
+    ),
+    "empty training split": (
+        lambda r: edit_json(r / ANN, all_crowd), {}, "fit",
+        (ValueError, r"data\.train: .*test_coco\.json gives no instance to train on \(every annotation was "
+                     r"filtered out: 14 crowd\)"),
+    ),
+    "no annotations at all": (
+        lambda r: edit_json(r / ANN, lambda d: d.update(annotations=[])), {}, "fit",
+        (ValueError, r"data\.train: .*test_coco\.json gives no instance to train on \(it has no annotation\)"),
+    ),
+    "detections of another category": (
+        lambda r: edit_json(r / DET, det_category_2), {}, "test",
+        (ValueError, r"test_coco_det_AP_H_56\.json: no usable detection among its \d+ entries \(\d+ other category\)"),
+    ),
+    "empty detection file": (
+        lambda r: (r / DET).write_text("[]"), {}, "test",
+        (ValueError, r"test_coco_det_AP_H_56\.json: no usable detection \(the file is an empty list\)"),
+    ),
+    "every detection below the threshold": (
+        lambda r: None, {"bbox_score_thr": 2.0}, "test",
+        (ValueError, r"test_coco_det_AP_H_56\.json: no usable detection among .*below score threshold 2\)"),
+    ),
+    "malformed JSON": (
+        lambda r: (r / ANN).write_text('{"images": ['), {}, "validate",
+        (ValueError, r"test_coco\.json is not valid JSON"),
+    ),
+    "detection file not a list": (
+        lambda r: (r / DET).write_text('{"image_id": 785}'), {}, "test",
+        (ValueError, r"test_coco_det_AP_H_56\.json: a detection file must be a JSON list"),
+    ),
+    "unknown dataset name": (
+        lambda r: None, {"dataset": "cocoo"}, "validate",
+        (ValueError, r"data\.dataset: 'cocoo' is not one of"),
+    ),
+    "zero-size box": (
+        lambda r: edit_json(r / ANN, set_ann(0, bbox=[first_ann(r)["bbox"][0], 10.0, 0.0, 50.0])), {}, "validate",
+        ("skip", r"test_coco\.json: skipped 1 of 14 entries \(1 zero-area box\)", set()),
+    ),
+    "missing num_keypoints": (
+        lambda r: edit_json(r / ANN, no_num_keypoints), {}, "validate",
+        ("skip", None, set()),  # nothing to skip: counted from the keypoints (v > 0), as COCO defines it
+    ),
+}
+
+
+def make_module(root: Path, **kwargs) -> PoseDataModule:
+    args = dict(
+        dataset="custom", root=str(root), train_ann=ANN, val_ann=ANN, test_ann=ANN, train_img_dir=".",
+        val_img_dir=".", test_img_dir=".", test_bbox_file=DET, num_workers=0, pin_memory=False,
+        image_check_cache=None,
+    )
+    args.update(kwargs)
+    return PoseDataModule(MSRAHeatmap(), **args)
+
+
+def gt_predictions(ds) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """The dataset's own labelled instances as predictions (metric inputs and the same as COCO results)."""
+    keep = ds.keypoints_visible.sum(1) > 0
+    kp = ds.keypoints[keep].astype(np.float64)
+    n, k = kp.shape[:2]
+    preds = dict(
+        instance_ids=torch.from_numpy(ds.instance_ids[keep]), image_ids=torch.from_numpy(ds.image_ids[keep]),
+        keypoints=torch.from_numpy(kp), keypoint_scores=torch.ones(n, k, dtype=torch.float64),
+        bbox_scores=torch.ones(n, dtype=torch.float64), areas=torch.from_numpy(ds.areas[keep].astype(np.float64)),
+    )
+    results = [
+        {"image_id": int(i), "category_id": 1, "score": 1.0,
+         "keypoints": np.concatenate([p, np.ones((k, 1))], axis=1).ravel().tolist()}
+        for i, p in zip(ds.image_ids[keep], kp)
+    ]
+    return preds, results
+
+
+def plain_cocoeval_ap(gt: dict, results: list[dict]) -> float:
+    """AP of a plain pycocotools COCOeval (COCO sigmas are its defaults)."""
+    gt = copy.deepcopy(gt)
+    for a in gt["annotations"]:  # COCO's definition, for a file that leaves it out
+        a.setdefault("num_keypoints", sum(v > 0 for v in a["keypoints"][2::3]))
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = PyCOCO()
+        coco.dataset = gt
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(copy.deepcopy(results)), "keypoints")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[0])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(case, tmp_path):
+    corrupt, kwargs, stage, expected = CASES[case]
+    root = tmp_path / "coco"
+    shutil.copytree(FIXTURES / "coco", root)
+    corrupt(root)
+    if expected[0] != "skip":
+        error, pattern = expected
+        with pytest.raises(error, match=pattern):
+            make_module(root, **kwargs).setup(stage)
+        return
+    _, pattern, skipped_files = expected
+    dm = make_module(root, **kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dm.setup(stage)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    splits = ("train", "val") if stage == "fit" else ("val",)
+    if pattern is None:
+        assert messages == []
+    else:  # one summary per split built (train and val read the same file here)
+        assert len([m for m in messages if "skipped" in m]) == len(splits), messages
+        assert any(re.search(pattern, m) for m in messages), messages
+    for split in splits:
+        assert {Path(p).name for p in dm.skipped_images.get(split, {})} == skipped_files
+        assert not {Path(f).name for f in dm.datasets[split].image_files} & skipped_files
+    ds = dm.datasets["val"]
+    # AP on what remains: the metric's ground truth lost the skipped images, and only those
+    gt_full = json.loads((root / ANN).read_text())
+    dropped = {img["id"] for img in gt_full["images"] if img["file_name"] in skipped_files}
+    gt_left = dict(gt_full, images=[i for i in gt_full["images"] if i["id"] not in dropped],
+                   annotations=[a for a in gt_full["annotations"] if a["image_id"] not in dropped])
+    preds, results = gt_predictions(ds)
+    metric = OKSMeanAP(dm.eval_ann_file(stage), spec=COCO, nms="none")
+    metric.update(**preds)
+    ap = metric.compute()["AP"]
+    reference = plain_cocoeval_ap(gt_left, results)
+    assert ap == pytest.approx(reference, abs=1e-12)
+    if case != "zero-size box":  # every remaining labelled instance was predicted exactly
+        assert ap == pytest.approx(1.0, abs=1e-12)
+    if dropped:  # against the unfiltered file the same predictions miss the skipped image's people
+        assert plain_cocoeval_ap(gt_full, results) < 1.0
+
+
+def test_image_check_cache_is_keyed_by_mtime_and_size(tmp_path):
+    root = tmp_path / "coco"
+    shutil.copytree(FIXTURES / "coco", root)
+    insts = read_coco(root / ANN, root, 17, (192, 256))
+    first = check_images(insts, tmp_path / "cache")
+    assert (first.checked, first.from_cache, first.problems, first.size_mismatch) == (4, 0, {}, {})
+    assert check_images(insts, tmp_path / "cache").from_cache == 4
+    image_check._MEMORY.clear()  # a new process: the JSON cache answers
+    assert check_images(insts, tmp_path / "cache").from_cache == 4
+    truncate(root / "000000196141.jpg")  # size (and mtime) change: probed again, and found truncated
+    again = check_images(insts, tmp_path / "cache")
+    assert again.from_cache == 3 and again.problems == {str(root / "000000196141.jpg"): "truncated"}
+    assert len(list((tmp_path / "cache").glob("image_check_*.json"))) == 1
+
+
+def test_image_check_agrees_with_opencv_on_the_real_sizes():
+    import cv2
+
+    insts = read_coco(FIXTURES / "coco" / ANN, FIXTURES / "coco", 17, (192, 256))
+    report = check_images(insts)
+    assert report.problems == {} and report.size_mismatch == {}
+    for path in {i.image_file for i in insts}:
+        h, w = cv2.imread(path).shape[:2]
+        assert image_check.probe_image(path) == (w, h, None)
+
+
+def test_mpii_missing_image_is_skipped(tmp_path):
+    root = tmp_path / "mpii"
+    shutil.copytree(FIXTURES / "mpii", root / "images")
+    (root / "annotations").mkdir()
+    shutil.copy(root / "images" / "test_mpii.json", root / "annotations" / "mpii_val.json")
+    (root / "images" / "005808361.jpg").unlink()
+    dm = PoseDataModule(MSRAHeatmap(), dataset="mpii", root=str(root), num_workers=0, image_check_cache=None)
+    with pytest.warns(UserWarning, match=r"data\.val: .*mpii_val\.json: 1 of 5 images skipped: 1 does not exist"):
+        dm.setup("validate")
+    assert len(dm.datasets["val"]) == 4 and dm.eval_ann_file("validate").endswith("mpii_val.json")
+
+
+def test_mpii_nan_joint_is_an_error(tmp_path):
+    rows = json.loads((FIXTURES / "mpii" / "test_mpii.json").read_text())
+    rows[2]["joints"][4][0] = float("nan")
+    path = tmp_path / "mpii.json"
+    path.write_text(json.dumps(rows))
+    from rspose.data.readers import read_mpii
+
+    with pytest.raises(ValueError, match=r"mpii\.json: row 2 \(.*\) has a NaN or infinite value in 'joints'"):
+        read_mpii(path, tmp_path, (192, 256))
+
+
+def test_ground_truth_without_num_keypoints_or_with_duplicate_ids():
+    gt = json.loads((FIXTURES / "coco" / ANN).read_text())
+    for a in gt["annotations"]:
+        del a["num_keypoints"]
+    labelled = [a for a in gt["annotations"] if any(v > 0 for v in a["keypoints"][2::3])]
+    metric = OKSMeanAP(gt, spec=COCO, nms="none")
+    kp = torch.tensor([a["keypoints"] for a in labelled], dtype=torch.float64).reshape(len(labelled), 17, 3)
+    metric.update(torch.tensor([a["id"] for a in labelled]), torch.tensor([a["image_id"] for a in labelled]),
+                  kp[..., :2], torch.ones(len(labelled), 17), torch.ones(len(labelled)),
+                  torch.tensor([a["area"] for a in labelled]))
+    assert metric.compute()["AP"] == pytest.approx(1.0, abs=1e-12)
+    gt["annotations"][5]["id"] = gt["annotations"][2]["id"]
+    with pytest.raises(ValueError, match=rf"<dict>: annotation id {gt['annotations'][2]['id']} appears more than once"):
+        OKSMeanAP(gt, spec=COCO)
+    gt["annotations"][5]["id"] = 12345
+    gt["annotations"][4]["keypoints"][7] = float("inf")
+    with pytest.raises(ValueError, match=rf"annotation id {gt['annotations'][4]['id']} has a NaN or infinite"):
+        OKSMeanAP(gt, spec=COCO)
+
+
+def _preds(keypoints: np.ndarray, ids: list[int], bbox_scores: list[float] | None = None) -> KeypointPredictions:
+    n = len(ids)
+    return KeypointPredictions(np.asarray(ids), np.ones(n, dtype=np.int64), keypoints, np.full((n, 17), 0.5),
+                               np.asarray(bbox_scores or [1.0] * n), np.full(n, 100.0))
+
+
+def test_same_instance_id_twice_in_one_image():
+    kp = np.random.default_rng(0).uniform(0, 100, (2, 17, 2))
+    # distributed padding repeats a sample: identical copies (up to float noise) are merged into the first
+    padded = deduplicate(_preds(np.stack([kp[0], kp[1], kp[0] + 1e-4]), [7, 8, 7]))
+    assert padded.instance_ids.tolist() == [7, 8] and np.array_equal(padded.keypoints, kp)
+    # two different people under one id: not merged, an error
+    with pytest.raises(ValueError, match=r"instance id 7 was given twice for image 1 with different predictions"):
+        deduplicate(_preds(kp, [7, 7]))
+    with pytest.raises(ValueError, match=r"instance id 7 was given twice for image 1 with different predictions"):
+        deduplicate(_preds(np.stack([kp[0], kp[0]]), [7, 7], bbox_scores=[1.0, 0.3]))
+
+
+def test_custom_dataset_with_known_keypoint_names_uses_that_spec(tmp_path):
+    dm = make_module(FIXTURES / "coco")  # no sigmas, flip indices or body parts given
+    spec = dm.spec
+    assert spec.sigmas == COCO.sigmas and spec.flip_indices == COCO.flip_indices
+    assert (spec.upper_body_ids, spec.lower_body_ids) == (COCO.upper_body_ids, COCO.lower_body_ids)
+    gt = json.loads((FIXTURES / "crowdpose" / "test_crowdpose.json").read_text())
+    assert gt["categories"][0]["keypoints"][12] == "head"  # the fixture's name; the spec (PROTOCOLS.md) says top_head
+    gt["categories"][0]["keypoints"] = list(CROWDPOSE.keypoint_names)
+    gt["categories"][0].pop("skeleton", None)
+    (tmp_path / "crowd.json").write_text(json.dumps(gt))
+    spec = make_module(tmp_path, train_ann="crowd.json").spec
+    assert spec.sigmas == CROWDPOSE.sigmas and spec.flip_indices == CROWDPOSE.flip_indices
+    assert spec.skeleton == CROWDPOSE.skeleton
+    # what the config gives still wins
+    sigmas = [0.05] * 17
+    assert make_module(FIXTURES / "coco", sigmas=sigmas).spec.sigmas == tuple(sigmas)
