@@ -203,8 +203,8 @@ def gt_predictions(ds) -> tuple[dict[str, torch.Tensor], list[dict]]:
 def plain_cocoeval_ap(gt: dict, results: list[dict]) -> float:
     """AP of a plain pycocotools COCOeval (COCO sigmas are its defaults)."""
     gt = copy.deepcopy(gt)
-    for ann in gt["annotations"]:  # pycocotools needs it; the reference computes it as rspose does (v > 0 count)
-        ann.setdefault("num_keypoints", int(sum(v > 0 for v in ann["keypoints"][2::3])))
+    for a in gt["annotations"]:  # COCO's definition, for a file that leaves it out
+        a.setdefault("num_keypoints", sum(v > 0 for v in a["keypoints"][2::3]))
     with contextlib.redirect_stdout(io.StringIO()):
         coco = PyCOCO()
         coco.dataset = gt
@@ -353,6 +353,8 @@ def test_custom_dataset_with_known_keypoint_names_uses_that_spec(tmp_path):
     assert spec.sigmas == COCO.sigmas and spec.flip_indices == COCO.flip_indices
     assert (spec.upper_body_ids, spec.lower_body_ids) == (COCO.upper_body_ids, COCO.lower_body_ids)
     gt = json.loads((FIXTURES / "crowdpose" / "test_crowdpose.json").read_text())
+    assert gt["categories"][0]["keypoints"][12] == "head"  # the fixture's name; the spec (PROTOCOLS.md) says top_head
+    gt["categories"][0]["keypoints"] = list(CROWDPOSE.keypoint_names)
     gt["categories"][0].pop("skeleton", None)
     (tmp_path / "crowd.json").write_text(json.dumps(gt))
     spec = make_module(tmp_path, train_ann="crowd.json").spec
