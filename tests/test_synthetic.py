@@ -204,3 +204,28 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
         generate_synthetic_coco(tmp_path, num_train=1, num_val=1, max_people=0)
     with pytest.raises(ValueError, match="seed"):
         generate_synthetic_coco(tmp_path, num_train=1, num_val=1, seed=-1)
+
+
+def test_existing_synthetic_data_is_reused_only_with_the_requested_parameters(tmp_path: Path) -> None:
+    import json
+    import warnings
+
+    from rspose.data.synthetic import ensure_synthetic_coco
+
+    root = tmp_path / "syn"
+    assert ensure_synthetic_coco(root, num_train=3, num_val=2, seed=1) is True
+    first = json.loads((root / "annotations" / "person_keypoints_val2017.json").read_text())
+    assert ensure_synthetic_coco(root, num_train=3, num_val=2, seed=1) is False  # same parameters: reused
+    with pytest.warns(UserWarning, match="regenerating"):
+        assert ensure_synthetic_coco(root, num_train=3, num_val=2, seed=2) is True  # another seed: regenerated
+    second = json.loads((root / "annotations" / "person_keypoints_val2017.json").read_text())
+    assert first["annotations"] != second["annotations"]
+    with pytest.warns(UserWarning, match="regenerating"):
+        ensure_synthetic_coco(root, num_train=4, num_val=2, seed=2)  # another size
+    assert len(list((root / "train2017").glob("*.jpg"))) == 4
+    foreign = tmp_path / "coco"
+    (foreign / "annotations").mkdir(parents=True)
+    (foreign / "annotations" / "person_keypoints_train2017.json").write_text(
+        json.dumps({"info": {"description": "COCO 2017"}, "images": [], "annotations": [], "categories": []}))
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="did not generate|not .*rspose"):
+        ensure_synthetic_coco(foreign, num_train=3, num_val=2)
