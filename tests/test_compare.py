@@ -28,7 +28,7 @@ def test_compare_writes_table_tables_and_plots(tiny_compare):
         assert -1.0 <= metrics["AP"] <= 1.0 and metrics["wall_s"] > 0
         table = load_instances(tiny_compare / name / f"seed{seed}" / "eval.val.instances.json")
         # the per-instance table's metrics are the ones the run reported
-        assert abs(table["meta"]["metrics"]["AP"] - metrics["AP"]) < 1e-9
+        assert abs(table["meta"]["metrics"]["AP"] - metrics["AP"]) < 1e-6  # logged metrics are float32
     markdown = (tiny_compare / "results.md").read_text()
     assert all(column in markdown for column in COLUMNS)
     assert "| heatmap_rs | heatmap_mse | 1 |" in markdown and "| simcc_rs | simcc_kl | 1 |" in markdown
