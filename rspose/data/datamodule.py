@@ -99,6 +99,11 @@ class PoseDataModule(LightningDataModule):
         sigmas, flip_indices, upper_body_ids, lower_body_ids: the keypoint spec of a custom dataset (names and
             skeleton come from its annotation file).
         flip_prob ... rotate_prob: the random augmentation (mmpose defaults; a probability of 0 switches a step off).
+        misplace_prob, misplace_shift: **beyond mmpose and the paper**: the probability that a training box is
+            moved by a fraction in ``misplace_shift`` of its size in a random direction, so that the person is
+            partly or wholly out of the crop (a false or badly placed detection); 0 (default) = off. Every loss
+            trains on such crops with the keypoints that stay inside; RankingLoss also puts them into
+            Instance-Sort as low-quality members (docs/method.md).
         bbox_padding: box padding of the crop.
         synthetic_train_images, synthetic_val_images, synthetic_seed: size and seed of the generated dataset.
         check_images: check every image of a split at setup (exists, complete, annotated size); False skips the
@@ -145,6 +150,8 @@ class PoseDataModule(LightningDataModule):
         scale_prob: float = 1.0,
         rotate_factor: float = 80.0,
         rotate_prob: float = 0.6,
+        misplace_prob: float = 0.0,
+        misplace_shift: tuple[float, float] = (0.5, 1.5),
         bbox_padding: float = 1.25,
         synthetic_train_images: int = 800,
         synthetic_val_images: int = 200,
@@ -201,6 +208,8 @@ class PoseDataModule(LightningDataModule):
             scale_prob=scale_prob,
             rotate_factor=rotate_factor,
             rotate_prob=rotate_prob,
+            misplace_prob=misplace_prob,
+            misplace_shift=tuple(misplace_shift),
         )
         self._custom_spec_args = (sigmas, flip_indices, upper_body_ids, lower_body_ids)
         self._spec: DatasetSpec | None = None

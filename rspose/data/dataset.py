@@ -74,6 +74,7 @@ class CropGeometry:
     keypoints: np.ndarray  # (K, 2) image px
     keypoints_visible: np.ndarray  # (K,)
     keypoints_input: np.ndarray  # (K, 2) crop px
+    misplaced: bool = False  # the training box was moved off the person (TopDownAugment.misplace_prob)
 
 
 class TopDownDataset(Dataset):
@@ -95,7 +96,9 @@ class TopDownDataset(Dataset):
         crop was warped from (scale at the input aspect ratio); rotation: float32 degrees; flipped: bool;
         bbox_score, area: float32; area_input: float32, ``area * (W / scale_w) * (H / scale_h)``;
         keypoints: (K, 2) float32 image px; keypoints_visible: (K,) float32; keypoints_input: (K, 2) float32
-        crop px; crowd_index: float32, -1 when unknown; head_size: float32 0.6 x head-box diagonal, only when
+        crop px (also the keypoints outside the crop); crowd_index: float32, -1 when unknown; misplaced: bool,
+        the training box was moved off the person (``TopDownAugment.misplace_prob``; always False outside
+        training); head_size: float32 0.6 x head-box diagonal, only when
         every instance has an MPII head box.
         In training, a flipped sample describes the mirrored image: centre, keypoints and visibility are in its
         frame (x' = w - 1 - x, keypoints permuted by the flip indices), so every keypoint array and the targets
@@ -186,7 +189,7 @@ class TopDownDataset(Dataset):
         """The crop of sample ``index`` (random in training): box, rotation, flip, matrices and keypoints."""
         keypoints = self.keypoints[index]
         visible = self.keypoints_visible[index]
-        rotation, flipped = 0.0, False
+        rotation, flipped, misplaced = 0.0, False, False
         if self.augment is not None:
             center, scale = bbox_xywh_to_center_scale(self.bboxes[index], self.bbox_padding)
             aug = self.augment(
@@ -201,7 +204,7 @@ class TopDownDataset(Dataset):
                 self.spec.lower_body_ids,
             )
             center, scale, rotation, flipped = aug.center, aug.scale, aug.rotation, aug.flipped
-            keypoints, visible = aug.keypoints, aug.keypoints_visible
+            keypoints, visible, misplaced = aug.keypoints, aug.keypoints_visible, aug.misplaced
         else:
             center, scale = self.centers[index], self.scales[index]
         scale = fix_aspect_ratio(scale, self.aspect_ratio)
@@ -216,6 +219,7 @@ class TopDownDataset(Dataset):
             keypoints=keypoints,
             keypoints_visible=visible,
             keypoints_input=transform_points(keypoints, to_crop),
+            misplaced=misplaced,
         )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -246,6 +250,7 @@ class TopDownDataset(Dataset):
             keypoints_visible=np.asarray(geo.keypoints_visible, dtype=np.float32),
             keypoints_input=keypoints_input,
             crowd_index=self.crowd_indices[index],
+            misplaced=geo.misplaced,
         )
         if self.head_sizes is not None:
             sample["head_size"] = self.head_sizes[index]

@@ -11,6 +11,11 @@ Conventions follow mmpose 1.x (``GetBBoxCenterScale``, ``RandomFlip``, ``RandomH
   becomes the extent of the chosen half's labelled keypoints, centred at their mean, padded 1.5.
 * Random box (truncated normal on [-1, 1]): shift by 0.16 scale (p 0.3), scale by 1 +- 0.5 (p 1), rotate by
   up to 80 degrees (p 0.6).
+* Misplaced box (**beyond mmpose and the paper, off by default**, ``misplace_prob``): the final box is moved by
+  m x scale, m uniform in ``misplace_shift`` (0.5-1.5 by default), in a uniform random direction, so that
+  the person is partly or wholly out of the crop: a training example of a false or badly placed detection.
+  The sample is marked ``misplaced``; :class:`rspose.losses.RankingLoss` puts such crops into Instance-Sort
+  as low-quality members (docs/method.md).
 * Warp: the plain matrix maps the centre to (W/2, H/2) with W / scale_w pixels per image pixel and rotates by
   -rot; the UDP matrix maps it to ((W-1)/2, (H-1)/2) with (W-1)/scale_w and (H-1)/scale_h and rotates by +rot
   (both exactly as mmpose; the sign only matters for a fixed, non-random rotation). cv2 bilinear, zero border.
@@ -202,13 +207,15 @@ class AugmentResult:
     flipped: bool
     keypoints: np.ndarray  # (K, 2) in the (flipped) image frame, permuted when flipped
     keypoints_visible: np.ndarray  # (K,) permuted when flipped
+    misplaced: bool = False  # the box was moved off the person (``TopDownAugment.misplace_prob``)
 
 
 @dataclass(frozen=True)
 class TopDownAugment:
     """The random steps of the top-down training pipeline, with mmpose 1.x defaults (see the module docstring).
 
-    Setting a probability to 0 switches the step off.
+    Setting a probability to 0 switches the step off. ``misplace_prob`` / ``misplace_shift``: the misplaced-box
+    step (beyond mmpose and the paper; 0 = off, the default, which draws no random number for it).
     """
 
     flip_prob: float = 0.5
@@ -224,9 +231,12 @@ class TopDownAugment:
     scale_prob: float = 1.0
     rotate_factor: float = 80.0
     rotate_prob: float = 0.6
+    misplace_prob: float = 0.0
+    misplace_shift: tuple[float, float] = (0.5, 1.5)
 
     def __post_init__(self) -> None:
-        for key in ("flip_prob", "half_body_prob", "half_body_upper_prob", "shift_prob", "scale_prob", "rotate_prob"):
+        for key in ("flip_prob", "half_body_prob", "half_body_upper_prob", "shift_prob", "scale_prob", "rotate_prob",
+                    "misplace_prob"):
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"TopDownAugment.{key} must be in [0, 1], got {value}")
@@ -234,6 +244,12 @@ class TopDownAugment:
         if not 0.0 < lo <= hi:
             raise ValueError(
                 f"TopDownAugment.scale_factor must be (low, high) with 0 < low <= high, got {self.scale_factor}"
+            )
+        lo, hi = self.misplace_shift
+        if not 0.0 <= lo <= hi:
+            raise ValueError(
+                f"TopDownAugment.misplace_shift must be (low, high) with 0 <= low <= high (fractions of the box "
+                f"scale), got {self.misplace_shift}"
             )
 
     def half_body_ids(self, rng: np.random.Generator, visible: np.ndarray, upper: Sequence[int], lower: Sequence[int]):
@@ -267,7 +283,7 @@ class TopDownAugment:
         upper_body_ids: Sequence[int],
         lower_body_ids: Sequence[int],
     ) -> AugmentResult:
-        """Sample flip -> half body -> shift/scale/rotate for one instance.
+        """Sample flip -> half body -> shift/scale/rotate [-> misplaced box] for one instance.
 
         Args:
             center, scale: (2,) the padded box (scale not yet at the input aspect ratio), image px.
@@ -299,6 +315,11 @@ class TopDownAugment:
         if u[1] < self.scale_prob:
             scale = scale * (z[2] * np.float32((hi - lo) * 0.5) + np.float32((hi + lo) * 0.5))
         rotation = float(z[3] * self.rotate_factor) if u[2] < self.rotate_prob else 0.0
+        misplaced = bool(self.misplace_prob > 0 and rng.random() < self.misplace_prob)
+        if misplaced:
+            lo, hi = self.misplace_shift
+            angle, size = rng.uniform(0.0, 2.0 * math.pi), rng.uniform(lo, hi)
+            center = center + np.array([math.cos(angle), math.sin(angle)], dtype=np.float32) * np.float32(size) * scale
         return AugmentResult(
             center=center.astype(np.float32),
             scale=scale.astype(np.float32),
@@ -306,4 +327,5 @@ class TopDownAugment:
             flipped=flipped,
             keypoints=kp,
             keypoints_visible=vis,
+            misplaced=misplaced,
         )

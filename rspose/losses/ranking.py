@@ -64,9 +64,13 @@ class RankingLoss(PoseLoss):
             targets)`` (the heatmap/SimCC labels), which fixes the absolute level of the scores that the
             shift-invariant ranking losses leave free. 0 (default) = the pure ranking objective.
 
-    ``loss(output, batch) -> {"loss", "spatial", "spatial_rank", "spatial_sort"[, "instance_sort", "oks_train"]
-    [, "anchor"]}``
-    (``oks_train``: mean OKS of the decoded training predictions).
+    ``loss(output, batch) -> {"loss", "spatial", "spatial_rank", "spatial_sort"[, "instance_sort", "oks_train"
+    [, "oks_train_misplaced"]][, "anchor"]}`` (``oks_train``: mean OKS of the decoded training predictions;
+    ``oks_train_misplaced``: the same over the batch's misplaced crops, when there are any).
+
+    Batch keys: the codec's targets, ``target_weight`` (B, K), ``keypoints_input`` (B, K, 2) crop px,
+    ``keypoints_visible`` (B, K), ``area_input`` (B,), optional ``misplaced`` (B,) bool: crops whose box was
+    moved off the person (``data.misplace_prob``), which Instance-Sort takes as low-quality members.
     """
 
     sigmoid_outputs = True
@@ -148,21 +152,37 @@ class RankingLoss(PoseLoss):
             return self.spatial(scores, target, weight)
 
     def _instance_sort(self, output: HeadOutput, batch: Mapping[str, Tensor], weight: Tensor) -> dict[str, Tensor]:
+        """Instance-Sort over the batch's members: the crops with a labelled keypoint inside, plus the
+        ``misplaced`` crops (``data.misplace_prob``, beyond the paper) as low-quality members. A member's quality
+        is the OKS of its decoded prediction over the keypoints it is trained on; a misplaced crop is judged
+        over all its labelled keypoints, inside the crop or not, as test-time OKS judges a badly placed
+        detection (a crop with no part of the person gets OKS ~ 0)."""
         with torch.no_grad():
             detached = [o.detach().float() for o in self.outputs(output)]
             keypoints, _ = self.codec.decode(detached[0] if len(detached) == 1 else (detached[0], detached[1]))
         gt = batch["keypoints_input"].float()
-        labelled = batch["keypoints_visible"].float() * (weight > 0)
+        visible = batch["keypoints_visible"].float()
+        misplaced = batch.get("misplaced")
+        misplaced = (torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device) if misplaced is None
+                     else misplaced.to(device=weight.device, dtype=torch.bool).reshape(-1))
+        # the keypoints a member is judged on (and whose confidences it averages)
+        member_weight = torch.where(misplaced[:, None], visible, weight)
+        labelled = visible * (member_weight > 0)
         area = batch["area_input"].float()
         oks = oks_quality(keypoints, gt, labelled, area, self.sigmas)
-        valid = weight.sum(dim=1) > 0
+        members = member_weight.sum(dim=1) > 0
         losses = []
         if self.instance is not None:
-            confidence = instance_confidence(output, weight, kind=self.confidence, score_thr=self.score_thr)
-            losses.append(self.instance(confidence[valid], oks[valid]))
+            confidence = instance_confidence(output, member_weight, kind=self.confidence, score_thr=self.score_thr)
+            losses.append(self.instance(confidence[members], oks[members]))
         if self.keypoint is not None:
             terms = oks_quality(keypoints, gt, labelled, area, self.sigmas, per_keypoint=True)
-            confidence = instance_confidence(output, weight, per_keypoint=True, kind=self.confidence)
-            losses.append(self.keypoint(confidence, terms, weight))
-        oks_train = oks[valid].mean() if bool(valid.any()) else oks.new_zeros(())
-        return {"instance_sort": torch.stack(losses).mean(), "oks_train": oks_train}
+            confidence = instance_confidence(output, member_weight, per_keypoint=True, kind=self.confidence)
+            losses.append(self.keypoint(confidence, terms, member_weight))
+        parts = {"instance_sort": torch.stack(losses).mean()}
+        placed = members & ~misplaced
+        parts["oks_train"] = oks[placed].mean() if bool(placed.any()) else oks.new_zeros(())
+        moved = members & misplaced
+        if bool(moved.any()):
+            parts["oks_train_misplaced"] = oks[moved].mean()
+        return parts
