@@ -202,3 +202,32 @@ def test_normalizer_matches_plain_formula():
     rgb = crop[:, :, ::-1].astype(np.float64)
     full = ((rgb - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)).transpose(2, 0, 1)
     np.testing.assert_allclose(out, full, atol=1e-5)
+
+
+def test_misplaced_box_moves_the_final_box_by_the_asked_fraction_in_any_direction():
+    kp, vis = np.zeros((17, 2), np.float32), np.zeros(17, np.float32)
+    center, scale = np.array([300.0, 200.0]), np.array([50.0, 80.0])
+    args = (kp, vis, 640, COCO.flip_indices, COCO.upper_body_ids, COCO.lower_body_ids)
+    rng = np.random.default_rng(3)
+    off = dict(flip_prob=0, half_body_prob=0, shift_prob=0, scale_prob=0, rotate_prob=0)
+    moved = TopDownAugment(**off, misplace_prob=1.0, misplace_shift=(0.5, 1.5))
+    draws = [moved(rng, center, scale, *args) for _ in range(500)]
+    assert all(d.misplaced for d in draws)
+    offsets = np.array([(d.center - center) / scale for d in draws])  # in units of the box, per axis
+    size = np.linalg.norm(offsets, axis=1)
+    assert size.min() >= 0.5 - 1e-5 and size.max() <= 1.5 + 1e-5 and size.std() > 0.2
+    angle = np.arctan2(offsets[:, 1], offsets[:, 0])
+    assert np.histogram(angle, bins=4, range=(-np.pi, np.pi))[0].min() > 80  # every direction
+    np.testing.assert_array_equal(np.array([d.scale for d in draws]), np.tile(scale, (500, 1)))
+    # probability: about a quarter; 0 (the default) never moves a box and draws nothing for it
+    quarter = TopDownAugment(**off, misplace_prob=0.25)
+    share = np.mean([quarter(rng, center, scale, *args).misplaced for _ in range(2000)])
+    assert abs(share - 0.25) < 0.04
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    TopDownAugment()(a, center, scale, *args)
+    TopDownAugment(misplace_shift=(2.0, 3.0))(b, center, scale, *args)
+    assert a.random() == b.random()
+    with pytest.raises(ValueError, match="misplace_prob"):
+        TopDownAugment(misplace_prob=1.5)
+    with pytest.raises(ValueError, match="misplace_shift"):
+        TopDownAugment(misplace_shift=(1.0, 0.5))

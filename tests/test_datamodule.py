@@ -344,3 +344,27 @@ def test_mpii_head_boxes_reach_the_batch(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match=r"data\.head_box_file: .*nope\.mat does not exist"):
         missing.eval_head_boxes  # noqa: B018
+
+
+def test_misplaced_training_sample_keeps_the_keypoints_outside_the_crop():
+    """A misplaced training crop: the box moved by >= 1.2 box sizes, so the person is (mostly) out of the crop;
+    keypoints_input still holds every keypoint (outside the crop), target_weight only those inside."""
+    codec = MSRAHeatmap()
+    insts = coco_instances("train")
+    moved = TopDownAugment(**NO_AUG, misplace_prob=1.0, misplace_shift=(1.2, 1.5))
+    ds = TopDownDataset(insts, COCO, codec, train=True, augment=moved)
+    plain = TopDownDataset(insts, COCO, codec, train=True, augment=TopDownAugment(**NO_AUG))
+    assert not TopDownDataset(insts, COCO, codec, train=False)[0]["misplaced"]
+    for index in (0, 3, 7):
+        sample, reference = ds[index], plain[index]
+        assert sample["misplaced"] and not reference["misplaced"]
+        labelled = reference["keypoints_visible"] > 0
+        inside = ((sample["keypoints_input"] >= 0) & (sample["keypoints_input"] < (192, 256))).all(1)
+        assert (~inside[labelled]).sum() > 0  # some labelled keypoints left the crop
+        assert (sample["target_weight"][labelled & ~inside] == 0).all()
+        # the same keypoints, only translated in the crop (no scale or rotation change)
+        shift = sample["keypoints_input"] - reference["keypoints_input"]
+        np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-3)
+        # the box centre moved by 1.2-1.5 times the padded box (before the aspect-ratio fix)
+        moved_by = (sample["center"] - reference["center"]) / (insts[index].bbox[2:] * 1.25)
+        assert 1.2 - 1e-4 <= np.linalg.norm(moved_by) <= 1.5 + 1e-4

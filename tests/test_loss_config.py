@@ -251,3 +251,45 @@ def test_ranking_loss_is_its_parts_composed_by_hand(kwargs):
     assert got["spatial"].item() == pytest.approx(spatial.item(), abs=1e-6)
     assert got["instance_sort"].item() == pytest.approx(instance.item(), abs=1e-6)
     assert got["loss"].item() == pytest.approx((spatial + args["instance_sort_weight"] * instance).item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("confidence", ["score", "sigmoid", "max_logit"])
+def test_misplaced_crops_are_low_quality_instance_sort_members(confidence):
+    """Misplaced crops (data.misplace_prob) join Instance-Sort even with no keypoint inside the crop; their
+    quality is OKS over all their labelled keypoints, their confidence averages over those keypoints; the
+    Spatial-RS part does not change; a misplaced crop that outranks better ones is pushed down."""
+    from rspose.losses import instance_confidence, oks_quality
+
+    codec = MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16), sigma=1.0)
+    pred, batch = _heatmap_batch(b=4, seed=7)
+    batch["keypoints_input"][0] += 200.0  # wholly out of the crop: nothing to train Spatial-RS on
+    batch["target_weight"][0] = 0.0
+    batch["heatmaps"][0] = 0.0
+    batch["keypoints_input"][3, :8] -= 100.0  # partly out
+    batch["target_weight"][3, :8] = 0.0
+    batch["heatmaps"][3, :8] = 0.0
+    pred[0] += 6.0  # the empty crop looks confident
+    loss = _bound(RankingLoss(confidence=confidence), codec)
+    unflagged = loss(pred, batch)
+    batch["misplaced"] = torch.tensor([True, False, False, True])
+    pred.requires_grad_(True)
+    got = loss(pred, batch)
+
+    weight, visible = batch["target_weight"], batch["keypoints_visible"]
+    member_weight = torch.where(batch["misplaced"][:, None], visible, weight)
+    keypoints, _ = codec.decode(pred.detach())
+    sigmas = torch.tensor(COCO.sigmas, dtype=torch.float32)
+    oks = oks_quality(keypoints, batch["keypoints_input"], visible * (member_weight > 0), batch["area_input"], sigmas)
+    conf = instance_confidence(pred.detach(), member_weight, kind=confidence, score_thr=0.2)
+    expected = InstanceSortLoss(delta=0.5)(conf, oks)  # all four are members
+    inside_only = oks_quality(keypoints, batch["keypoints_input"], visible * (weight > 0), batch["area_input"], sigmas)
+    assert oks[0] < 1e-3 and oks[3] < inside_only[3]  # the keypoints out of the crop count, as at test time
+    assert got["instance_sort"].item() == pytest.approx(expected.item(), abs=1e-6)
+    assert got["spatial"].item() == pytest.approx(unflagged["spatial"].item(), abs=1e-7)
+    assert got["instance_sort"].item() != pytest.approx(unflagged["instance_sort"].item(), abs=1e-4)
+    assert got["oks_train_misplaced"].item() == pytest.approx(oks[[0, 3]].mean().item(), rel=1e-6)
+    assert got["oks_train"].item() == pytest.approx(oks[1:3].mean().item(), rel=1e-6)
+    got["instance_sort"].backward()
+    peaks = pred.detach()[0].flatten(1).argmax(1)
+    grad_at_peaks = pred.grad[0].flatten(1).gather(1, peaks[:, None])
+    assert (grad_at_peaks > 0).any() and (grad_at_peaks >= 0).all()  # gradient descent lowers its confidence
