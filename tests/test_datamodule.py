@@ -285,6 +285,9 @@ def test_datamodule_errors_name_the_key(tmp_path):
         custom_module(train_ann=str(tmp_path / "renamed.json"), sigmas=None, flip_indices=None).spec  # noqa: B018
     with pytest.raises(ValueError, match="data.train_ann: no path given"):
         PoseDataModule(MSRAHeatmap(), dataset="custom", root=str(tmp_path), num_workers=0).setup("fit")
+    for key in ("val_bbox_file", "test_bbox_file"):  # MPII would ignore detections: refused, not ignored
+        with pytest.raises(ValueError, match=rf"data\.{key}: 'dets.json' would be ignored: MPII"):
+            PoseDataModule(MSRAHeatmap(), dataset="mpii", root=str(tmp_path), num_workers=0, **{key: "dets.json"})
 
 
 def test_synthetic_dataset_is_generated_and_read_as_coco(tmp_path):

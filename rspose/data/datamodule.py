@@ -88,7 +88,8 @@ class PoseDataModule(LightningDataModule):
         root: dataset folder; None = ``data/<dataset>``. Relative paths below are relative to it.
         train_ann, val_ann, test_ann: annotation files (None = the reference file of ``dataset``).
         train_img_dir, val_img_dir, test_img_dir: image folders (None = the reference folder).
-        val_bbox_file: person detections for validation; None = ground-truth boxes.
+        val_bbox_file: person detections for validation; None = ground-truth boxes. Refused for MPII (evaluated
+            on the annotated centre and scale).
         test_bbox_file: detections for test/predict; "auto" = the reference file of ``dataset`` (ground truth for
             MPII and custom), None = ground-truth boxes.
         bbox_score_thr: detections with a lower score are dropped.
@@ -163,6 +164,13 @@ class PoseDataModule(LightningDataModule):
         super().__init__()
         if dataset not in REFERENCE_FILES:
             raise ValueError(f"data.dataset: {dataset!r} is not one of {sorted(REFERENCE_FILES)}")
+        if dataset == "mpii":
+            for key, value in (("val_bbox_file", val_bbox_file), ("test_bbox_file", test_bbox_file)):
+                if value not in (None, "auto"):
+                    raise ValueError(
+                        f"data.{key}: {value!r} would be ignored: MPII is evaluated on the annotated person centre "
+                        "and scale (PCKh protocol, docs/protocols.md); leave it unset"
+                    )
         self.save_hyperparameters(ignore=["codec"])
         self.codec = codec
         self.dataset_name = dataset
