@@ -100,11 +100,12 @@ class PoseDataModule(LightningDataModule):
         sigmas, flip_indices, upper_body_ids, lower_body_ids: the keypoint spec of a custom dataset (names and
             skeleton come from its annotation file).
         flip_prob ... rotate_prob: the random augmentation (mmpose defaults; a probability of 0 switches a step off).
-        misplace_prob, misplace_shift: **beyond mmpose and the paper**: the probability that a training box is
-            moved by a fraction in ``misplace_shift`` of its size in a random direction, so that the person is
-            partly or wholly out of the crop (a false or badly placed detection); 0 (default) = off. Every loss
-            trains on such crops with the keypoints that stay inside; RankingLoss also puts them into
+        misplace_prob: **beyond mmpose and the paper**: the probability that a training box is moved off its
+            person (partly or wholly out of the crop: a false or badly placed detection); 0 (default) = off. Every
+            loss trains on such crops with the keypoints left inside; RankingLoss also puts them into
             Instance-Sort as low-quality members (docs/method.md).
+        misplace_shift: (low, high) size of that move, a uniform fraction of the padded box, in a uniform random
+            direction.
         bbox_padding: box padding of the crop.
         synthetic_train_images, synthetic_val_images, synthetic_seed: size and seed of the generated dataset.
         check_images: check every image of a split at setup (exists, complete, annotated size); False skips the
