@@ -25,7 +25,7 @@ from rspose.data.dataset import TopDownDataset
 from rspose.data.readers import read_coco
 from rspose.data.specs import COCO
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "coco"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "coco"
 
 
 def best_rates(fns: dict, n_items: int, iters: int, repeats: int) -> dict[str, float]:

@@ -1,5 +1,5 @@
-"""Shared fixtures: one torch thread per test, and a tiny `rspose compare` run (real training, evaluation and
-per-instance tables)."""
+"""Shared fixtures: the test data folder, one torch thread per test, and a tiny `rspose compare` run (real
+training, evaluation and per-instance tables)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ import pytest
 import torch
 
 from rspose.data.synthetic import generate_synthetic_coco
+
+DATA = Path(__file__).resolve().parent / "data"
+"""The real COCO, CrowdPose and MPII samples kept in the repository (tests/data/README.md: origin, licence)."""
+
+
+@pytest.fixture(scope="session")
+def test_data() -> Path:
+    """The folder of real samples: ``coco/``, ``crowdpose/``, ``mpii/``. Read-only: copy before changing a file."""
+    return DATA
 
 
 @pytest.fixture(autouse=True)

@@ -31,8 +31,9 @@ from rspose.data.readers.image_check import check_images
 from rspose.data.specs import COCO, CROWDPOSE
 from rspose.metrics import OKSMeanAP
 from rspose.metrics.coco_ap import KeypointPredictions, deduplicate
+from conftest import DATA
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = DATA
 ANN, DET = "test_coco.json", "test_coco_det_AP_H_56.json"
 
 

@@ -17,8 +17,9 @@ import pytest
 from scipy.io import savemat
 
 from rspose.data.readers import read_coco, read_detections, read_image, read_mpii, verify_images
+from conftest import DATA
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = DATA
 COCO_DIR, CROWD_DIR, MPII_DIR = FIXTURES / "coco", FIXTURES / "crowdpose", FIXTURES / "mpii"
 COCO_JSON, COCO_DET = COCO_DIR / "test_coco.json", COCO_DIR / "test_coco_det_AP_H_56.json"
 CROWD_JSON, CROWD_DET = CROWD_DIR / "test_crowdpose.json", CROWD_DIR / "test_crowdpose_det_AP_40.json"

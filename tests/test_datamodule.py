@@ -24,6 +24,7 @@ from rspose.data.dataset import TopDownDataset
 from rspose.data.readers import read_coco, read_detections
 from rspose.data.specs import COCO, CROWDPOSE, MPII
 from rspose.data.transforms import (
+from conftest import DATA
     TopDownAugment,
     crop_to_image,
     fix_aspect_ratio,
@@ -39,7 +40,7 @@ def normalize_image(crop_bgr):
     return ((rgb - mean) / std).transpose(2, 0, 1)
 
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = DATA
 COCO_DIR = FIXTURES / "coco"
 COCO_JSON = COCO_DIR / "test_coco.json"
 NO_AUG = dict(flip_prob=0.0, half_body_prob=0.0, shift_prob=0.0, scale_prob=0.0, rotate_prob=0.0)

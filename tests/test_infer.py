@@ -18,9 +18,10 @@ from rspose.data.dataset import TopDownDataset
 from rspose.data.readers.detections import read_detections
 from rspose.inferencer import build_module
 from rspose.main import main
+from conftest import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "coco"
+FIXTURES = DATA / "coco"
 CONFIG = str(ROOT / "configs" / "quickstart.yaml")
 
 

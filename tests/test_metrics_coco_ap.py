@@ -18,8 +18,9 @@ from scipy import stats
 
 from rspose.data.specs import COCO, CROWDPOSE
 from rspose.metrics import OKSMeanAP, rescore
+from conftest import DATA
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = DATA
 COCO_GT = FIXTURES / "coco" / "test_coco.json"
 COCO_DET = FIXTURES / "coco" / "test_coco_det_AP_H_56.json"
 CROWD_GT = FIXTURES / "crowdpose" / "test_crowdpose.json"

@@ -15,8 +15,9 @@ from pycocotools.cocoeval import COCOeval
 
 from rspose.data.specs import COCO
 from rspose.metrics import best_gt_oks, oks_matrix, oks_terms
+from conftest import DATA
 
-COCO_GT = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "coco" / "test_coco.json"
+COCO_GT = DATA / "coco" / "test_coco.json"
 
 
 @pytest.fixture(scope="module")

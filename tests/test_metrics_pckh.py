@@ -12,8 +12,9 @@ import torch
 from scipy.io import savemat
 
 from rspose.metrics import PCKhAccuracy
+from conftest import DATA
 
-MPII_JSON = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mpii" / "test_mpii.json"
+MPII_JSON = DATA / "mpii" / "test_mpii.json"
 # MPII order: 0 r_ankle 1 r_knee 2 r_hip 3 l_hip 4 l_knee 5 l_ankle 6 pelvis 7 thorax 8 upper_neck 9 head_top
 # 10 r_wrist 11 r_elbow 12 r_shoulder 13 l_shoulder 14 l_elbow 15 l_wrist
 GROUPS = {"Head": [9], "Shoulder": [13, 12], "Elbow": [14, 11], "Wrist": [15, 10], "Hip": [3, 2], "Knee": [4, 1],

@@ -27,8 +27,9 @@ from rspose.viz import (
     plot_score_vs_oks,
 )
 from rspose.viz.skeleton import CENTRE_BGR, LEFT_BGR, RIGHT_BGR
+from conftest import DATA
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = DATA
 K = 5
 NAMES = ["nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
 
