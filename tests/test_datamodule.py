@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import DATA
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch import seed_everything
 from torch.utils.data import DataLoader, default_collate
@@ -24,7 +24,6 @@ from rspose.data.dataset import TopDownDataset
 from rspose.data.readers import read_coco, read_detections
 from rspose.data.specs import COCO, CROWDPOSE, MPII
 from rspose.data.transforms import (
-from conftest import DATA
     TopDownAugment,
     crop_to_image,
     fix_aspect_ratio,
