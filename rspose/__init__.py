@@ -1,18 +1,37 @@
 """rspose: top-down human pose estimation with ranking-based losses, on PyTorch Lightning.
 
-``rspose.Inferencer`` (:mod:`rspose.inferencer`) is imported on first use, so ``import rspose`` stays light.
+The public API (docs/api.md), imported on first use so that ``import rspose`` stays light:
+
+* :class:`PoseLitModule` (:mod:`rspose.module`): backbone + head + codec + loss; train/val/test/predict steps.
+* :class:`PoseDataModule` (:mod:`rspose.data.datamodule`): datasets, boxes, augmentation and loaders.
+* :class:`Inferencer` (:mod:`rspose.inferencer`): a trained model on any image, with or without person boxes.
+* :func:`build_module` (:mod:`rspose.inferencer`): the module and data module of an ``rspose`` YAML config.
+
+The parts are imported from their packages: ``rspose.models`` (backbones, heads), ``rspose.codecs``,
+``rspose.losses``, ``rspose.metrics``, ``rspose.data`` (readers, specs, transforms), ``rspose.viz``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Inferencer"]
+if TYPE_CHECKING:
+    from rspose.data.datamodule import PoseDataModule
+    from rspose.inferencer import Inferencer, build_module
+    from rspose.module import PoseLitModule
+
+__all__ = ["Inferencer", "PoseDataModule", "PoseLitModule", "build_module"]
+
+_WHERE = {
+    "Inferencer": "rspose.inferencer",
+    "build_module": "rspose.inferencer",
+    "PoseDataModule": "rspose.data.datamodule",
+    "PoseLitModule": "rspose.module",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Inferencer":
-        from rspose.inferencer import Inferencer
-
-        return Inferencer
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'rspose' has no attribute {name!r}")
