@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import DATA
 from pycocotools.coco import COCO as PyCOCO
 from pycocotools.cocoeval import COCOeval
 
@@ -31,7 +32,6 @@ from rspose.data.readers.image_check import check_images
 from rspose.data.specs import COCO, CROWDPOSE
 from rspose.metrics import OKSMeanAP
 from rspose.metrics.coco_ap import KeypointPredictions, deduplicate
-from conftest import DATA
 
 FIXTURES = DATA
 ANN, DET = "test_coco.json", "test_coco_det_AP_H_56.json"

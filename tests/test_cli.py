@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA
 from pycocotools.coco import COCO as COCOApi
 
 from rspose.cli import run_lightning_cli
 from rspose.data.synthetic import generate_synthetic_coco
-from conftest import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "compare" not in p.parts)  # compare: variant lists

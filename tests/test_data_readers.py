@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATA
 from scipy.io import savemat
 
 from rspose.data.readers import read_coco, read_detections, read_image, read_mpii, verify_images
-from conftest import DATA
 
 FIXTURES = DATA
 COCO_DIR, CROWD_DIR, MPII_DIR = FIXTURES / "coco", FIXTURES / "crowdpose", FIXTURES / "mpii"

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import DATA
 from pycocotools.coco import COCO as COCOApi
 
 from rspose import Inferencer
@@ -18,7 +19,6 @@ from rspose.data.dataset import TopDownDataset
 from rspose.data.readers.detections import read_detections
 from rspose.inferencer import build_module
 from rspose.main import main
-from conftest import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = DATA / "coco"

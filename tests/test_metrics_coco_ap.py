@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import DATA
 from pycocotools.coco import COCO as PyCOCO
 from pycocotools.cocoeval import COCOeval
 from scipy import stats
 
 from rspose.data.specs import COCO, CROWDPOSE
 from rspose.metrics import OKSMeanAP, rescore
-from conftest import DATA
 
 FIXTURES = DATA
 COCO_GT = FIXTURES / "coco" / "test_coco.json"

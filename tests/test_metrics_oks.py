@@ -5,17 +5,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import DATA
 from pycocotools.coco import COCO as PyCOCO
 from pycocotools.cocoeval import COCOeval
 
 from rspose.data.specs import COCO
 from rspose.metrics import best_gt_oks, oks_matrix, oks_terms
-from conftest import DATA
 
 COCO_GT = DATA / "coco" / "test_coco.json"
 

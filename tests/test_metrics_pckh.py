@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import DATA
 from scipy.io import savemat
 
 from rspose.metrics import PCKhAccuracy
-from conftest import DATA
 
 MPII_JSON = DATA / "mpii" / "test_mpii.json"
 # MPII order: 0 r_ankle 1 r_knee 2 r_hip 3 l_hip 4 l_knee 5 l_ankle 6 pelvis 7 thorax 8 upper_neck 9 head_top

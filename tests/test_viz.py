@@ -10,6 +10,7 @@ import cv2
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from conftest import DATA
 
 from rspose.data.specs import COCO
 from rspose.viz import (
@@ -27,7 +28,6 @@ from rspose.viz import (
     plot_score_vs_oks,
 )
 from rspose.viz.skeleton import CENTRE_BGR, LEFT_BGR, RIGHT_BGR
-from conftest import DATA
 
 FIXTURES = DATA
 K = 5
