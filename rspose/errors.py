@@ -16,6 +16,7 @@ errors too.
 
 from __future__ import annotations
 
+import math
 import os
 import traceback
 from pathlib import Path
@@ -27,6 +28,32 @@ class UserError(ValueError):
     """A mistake in what the user gave (config value, file, data), with a message naming it and what was expected.
 
     A subclass of :class:`ValueError`, so code that catches ``ValueError`` keeps working."""
+
+
+def check_range(key: str, value: float | int | None, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False, allow_none: bool = False) -> None:
+    """Raise :class:`UserError` naming ``key``, ``value`` and the valid range unless ``value`` is a finite number in
+    [low, high] (``low_open``/``high_open``: the bound itself is excluded; a bound of None: unbounded)."""
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        if low is not None and high is None:
+            expected = f"> {low:g}" if low_open else f">= {low:g}"
+        elif high is not None and low is None:
+            expected = f"< {high:g}" if high_open else f"<= {high:g}"
+        else:
+            expected = f"in {left}{lo}, {hi}{right}"
+        kind = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a finite number"
+        raise UserError(f"{key}: {value!r}, expected {kind} {expected}" + (" or null" if allow_none else ""))
 
 
 def debug_enabled() -> bool:

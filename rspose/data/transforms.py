@@ -240,6 +240,13 @@ class TopDownAugment:
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"TopDownAugment.{key} must be in [0, 1], got {value}")
+        for key, low_open in (("shift_factor", False), ("rotate_factor", False), ("half_body_padding", True)):
+            value = getattr(self, key)
+            if not (np.isfinite(value) and (value > 0 if low_open else value >= 0)):
+                raise ValueError(f"TopDownAugment.{key} must be a finite number {'>' if low_open else '>='} 0, got {value}")
+        for key in ("half_body_min_total_keypoints", "half_body_min_upper_keypoints", "half_body_min_lower_keypoints"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"TopDownAugment.{key} must be >= 0, got {getattr(self, key)}")
         lo, hi = self.scale_factor
         if not 0.0 < lo <= hi:
             raise ValueError(

@@ -60,12 +60,16 @@ class InstanceList(list):
     Attributes:
         source: the annotation (or detection) file read.
         skipped: reason -> count of entries not turned into instances.
+        raw_orientation: image files to read without applying their EXIF orientation (set by the image check:
+            the annotation was drawn on the stored pixels).
     """
 
-    def __init__(self, items: list[PoseInstance], source: str, skipped: dict[str, int] | None = None) -> None:
+    def __init__(self, items: list[PoseInstance], source: str, skipped: dict[str, int] | None = None,
+                 raw_orientation: set[str] | None = None) -> None:
         super().__init__(items)
         self.source = source
         self.skipped = dict(skipped or {})
+        self.raw_orientation = set(raw_orientation or ())
 
 
 def box_center_scale(bbox: np.ndarray, input_size: tuple[int, int], padding: float) -> tuple[np.ndarray, np.ndarray]:
