@@ -1,21 +1,30 @@
 """User errors: what the ``rspose`` command reports as one message and exit code 2 instead of a traceback.
 
-The rule (applied by :func:`user_error_message` at the top-level ``main()``), deliberately narrow so that real bugs
-keep their traceback:
+The rule (applied by :func:`user_error_message` in :func:`rspose.main.main`, the one error boundary of every
+``rspose`` subcommand: fit, validate, test, predict, infer, export, compare, synth), deliberately narrow so that real
+bugs keep their traceback:
 
-* :class:`UserError` anywhere (raise it for a bad config value, a bad file, bad data);
-* :class:`FileNotFoundError` (a path in the config or on the command line that does not exist);
-* a command-line / config parse error (``jsonargparse.ArgumentError``: unknown key, wrong type, bad YAML);
-* a :class:`ValueError` *raised by rspose's own code* (the innermost traceback frame is a file of the ``rspose``
-  package): that is how rspose validates configs and data. A ``ValueError`` raised inside torch, numpy, Lightning
-  or any other library is NOT a user error and keeps its traceback.
+* :class:`UserError` anywhere (raise it for a bad config value, a bad file, bad data); a checkpoint refused
+  under weights-only loading (:class:`rspose.models.checkpoint.UnsafeCheckpointError`) is one;
+* :class:`FileNotFoundError` (a path in the config or on the command line that does not exist), and the
+  :class:`OSError` s that name a path the user chose: :class:`PermissionError` (an unwritable output folder),
+  :class:`IsADirectoryError`, :class:`NotADirectoryError`, :class:`FileExistsError`;
+* a command-line / config parse error (``jsonargparse.ArgumentError``: unknown key, wrong type, bad YAML; the
+  argparse errors of infer / export / compare / synth, raised as :class:`UserError` by :class:`ArgumentParser`);
+* a :class:`ValueError` raised by an rspose constructor while the command builds the objects of the config
+  (the LightningCLI turns it into a :class:`UserError`: a constructor refusing its arguments is a config error).
 
-Everything else propagates unchanged. ``RSPOSE_DEBUG=1`` in the environment shows the full traceback for user
-errors too.
+A plain :class:`ValueError` anywhere else, from rspose's own code as from torch, numpy or Lightning, is NOT a user
+error: it is a bug and keeps its traceback. rspose's checks of files and values raise :class:`UserError`.
+
+Everything else propagates unchanged. A user error is printed as exactly one line, ``rspose: error: MESSAGE``
+(a message of several lines is joined into one). ``RSPOSE_DEBUG=1`` in the environment shows the full traceback
+for user errors too.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import traceback
@@ -61,7 +70,8 @@ def debug_enabled() -> bool:
     return os.environ.get("RSPOSE_DEBUG", "") not in ("", "0")
 
 
-def _raised_in_rspose(exc: BaseException) -> bool:
+def raised_in_rspose(exc: BaseException) -> bool:
+    """Whether the innermost traceback frame of ``exc`` is a file of the ``rspose`` package."""
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
         return False
@@ -77,11 +87,28 @@ def user_error_message(exc: BaseException) -> str | None:
         from jsonargparse import ArgumentError
     except ImportError:  # pragma: no cover - jsonargparse is a dependency
         ArgumentError = ()  # type: ignore[assignment]  # noqa: N806
-    if isinstance(exc, (UserError, FileNotFoundError, ArgumentError)) or (
-        type(exc) is ValueError and _raised_in_rspose(exc)
-    ):
+    if isinstance(exc, (UserError, ArgumentError) + PATH_ERRORS):
         text = str(exc).strip() or type(exc).__name__
-        if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
+        if isinstance(exc, PATH_ERRORS) and exc.filename and str(exc.filename) not in text:
             text = f"{text}: {exc.filename}"
-        return text
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())
     return None
+
+
+#: OSErrors about a path the user gave (a missing input, an unwritable output folder): user errors.
+PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+def format_user_error(message: str) -> str:
+    """The one line the ``rspose`` command prints for a user error."""
+    return f"rspose: error: {message}\n"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the ``rspose`` subcommands outside the LightningCLI: a usage error raises :class:`UserError`
+    (``infer: the following arguments are required: --config (see rspose infer --help)``), so that it is reported
+    by the one error boundary like every other user error instead of printing the usage and its own prefix."""
+
+    def error(self, message: str):  # type: ignore[override]
+        name = self.prog.removeprefix("rspose ").strip() or self.prog
+        raise UserError(f"{name}: {message} (see {self.prog} --help)")

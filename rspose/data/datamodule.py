@@ -42,7 +42,7 @@ from rspose.data.readers.image_check import check_images, default_cache_dir
 from rspose.data.readers.instance import load_json
 from rspose.data.specs import DatasetSpec, get_spec, spec_from_coco_json
 from rspose.data.transforms import TopDownAugment
-from rspose.errors import check_range
+from rspose.errors import UserError, check_range
 
 DatasetName = Literal["coco", "crowdpose", "mpii", "custom", "synthetic"]
 Split = Literal["train", "val", "test"]
@@ -169,11 +169,11 @@ class PoseDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if dataset not in REFERENCE_FILES:
-            raise ValueError(f"data.dataset: {dataset!r} is not one of {sorted(REFERENCE_FILES)}")
+            raise UserError(f"data.dataset: {dataset!r} is not one of {sorted(REFERENCE_FILES)}")
         if dataset == "mpii":
             for key, value in (("val_bbox_file", val_bbox_file), ("test_bbox_file", test_bbox_file)):
                 if value not in (None, "auto"):
-                    raise ValueError(
+                    raise UserError(
                         f"data.{key}: {value!r} would be ignored: MPII is evaluated on the annotated person centre "
                         "and scale (PCKh protocol, docs/protocols.md); leave it unset"
                     )
@@ -257,7 +257,7 @@ class PoseDataModule(LightningDataModule):
         """The configured path of ``key`` (e.g. "val_ann"); errors name the CLI key."""
         path = self.paths.get(key)
         if path is None:
-            raise ValueError(f"data.{key}: no path given and dataset {self.dataset_name!r} has no default for it")
+            raise UserError(f"data.{key}: no path given and dataset {self.dataset_name!r} has no default for it")
         if must_exist and not path.exists():
             raise FileNotFoundError(f"data.{key}: {path} does not exist")
         return path
@@ -347,14 +347,14 @@ class PoseDataModule(LightningDataModule):
                 lines = [f"{path}: annotated {a[0]}x{a[1]} (width x height), real {r[0]}x{r[1]}"
                          for path, (a, r) in sorted(report.size_mismatch.items())]
                 more = f" (and {len(lines) - 3} more)" if len(lines) > 3 else ""
-                raise ValueError(
+                raise UserError(
                     f"{instances.source}: {len(lines)} images differ in size from their 'width'/'height' in "
                     f"this file: {'; '.join(lines[:3])}{more}; fix the annotation or the image"
                 )
             if report.problems:
                 summary = report.summary(f"data.{split}: {instances.source}")
                 if self.strict:
-                    raise ValueError(f"{summary} (data.strict is set, so this is an error)")
+                    raise UserError(f"{summary} (data.strict is set, so this is an error)")
                 warnings.warn(summary, stacklevel=2)
                 kept = [inst for inst in instances if inst.image_file not in report.problems]
                 self.skipped_images[split] = dict(report.problems)
@@ -364,7 +364,7 @@ class PoseDataModule(LightningDataModule):
         if not instances:
             detail = ", ".join(f"{n} {reason}" for reason, n in instances.skipped.items() if n)
             why = f"every annotation was filtered out: {detail}" if detail else "it has no annotation"
-            raise ValueError(
+            raise UserError(
                 f"data.{split}: {instances.source} gives no instance to {'train on' if split == 'train' else 'evaluate'}"
                 f" ({why}); expected at least one usable annotation"
             )

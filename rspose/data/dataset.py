@@ -38,6 +38,7 @@ from rspose.data.transforms import (
     warp_matrix,
     with_hflip,
 )
+from rspose.errors import UserError
 
 #: glibc ``mallopt`` parameters: M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -117,7 +118,7 @@ class TopDownDataset(Dataset):
         malloc_tuning: bool = True,
     ) -> None:
         if not (np.isfinite(bbox_padding) and bbox_padding > 0):
-            raise ValueError(f"TopDownDataset: bbox_padding {bbox_padding}, expected a finite number > 0")
+            raise UserError(f"TopDownDataset: bbox_padding {bbox_padding}, expected a finite number > 0")
         self.spec = spec
         self.codec = codec
         self.train = train

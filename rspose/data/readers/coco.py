@@ -36,19 +36,20 @@ from rspose.data.readers.instance import (
     load_json,
     warn_skipped,
 )
+from rspose.errors import UserError
 
 
 def as_int(value: Any, where: str, key: str) -> int:
     """``value`` as an int (an integral number, or a string of one as some converters write ids); else a
     ValueError naming ``where`` and ``key``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{where} has {key!r} {value!r}; expected an integer")
+        raise UserError(f"{where} has {key!r} {value!r}; expected an integer")
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(f"{where} has {key!r} {value!r}; expected an integer") from None
+        raise UserError(f"{where} has {key!r} {value!r}; expected an integer") from None
     if not (np.isfinite(number) and number == int(number)):
-        raise ValueError(f"{where} has {key!r} {value!r}; expected an integer")
+        raise UserError(f"{where} has {key!r} {value!r}; expected an integer")
     return int(number)
 
 
@@ -60,7 +61,7 @@ def as_numbers(value: Any, where: str, key: str) -> np.ndarray:
             raise TypeError
         return np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} has a non-numeric {key!r} {value!r:.120}; expected a list of numbers") from None
+        raise UserError(f"{where} has a non-numeric {key!r} {value!r:.120}; expected a list of numbers") from None
 
 
 def as_float(value: Any, where: str, key: str) -> float:
@@ -70,7 +71,7 @@ def as_float(value: Any, where: str, key: str) -> float:
             raise TypeError
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} has {key!r} {value!r:.80}; expected a number") from None
+        raise UserError(f"{where} has {key!r} {value!r:.80}; expected a number") from None
 
 
 def person_category_ids(data: dict[str, Any]) -> set[int]:
@@ -84,27 +85,27 @@ def person_category_ids(data: dict[str, Any]) -> set[int]:
 def index_images(data: dict[str, Any], ann_file: str | Path, img_dir: str | Path) -> dict[int, dict[str, Any]]:
     """image id -> {"file", "width", "height", "crowd_index"} from the ``images`` list of a COCO file."""
     if not isinstance(data, dict) or "images" not in data:
-        raise ValueError(f"{ann_file}: not a COCO annotation file (no 'images' list)")
+        raise UserError(f"{ann_file}: not a COCO annotation file (no 'images' list)")
     if not isinstance(data["images"], list):
-        raise ValueError(f"{ann_file}: 'images' is a {type(data['images']).__name__}; expected a list of "
+        raise UserError(f"{ann_file}: 'images' is a {type(data['images']).__name__}; expected a list of "
                          "{id, file_name, width, height}")
     images = {}
     for index, img in enumerate(data["images"]):
         if not isinstance(img, dict):
-            raise ValueError(f"{ann_file}: images[{index}] is {img!r:.80}; expected {{id, file_name, width, height}}")
+            raise UserError(f"{ann_file}: images[{index}] is {img!r:.80}; expected {{id, file_name, width, height}}")
         for key in ("id", "file_name"):
             if key not in img:
-                raise ValueError(f"{ann_file}: an entry of 'images' has no {key!r}: {img}")
+                raise UserError(f"{ann_file}: an entry of 'images' has no {key!r}: {img}")
         image_id = as_int(img["id"], f"{ann_file}: images[{index}]", "id")
         where = f"{ann_file}: image id {image_id}"
         if not isinstance(img["file_name"], str) or not img["file_name"]:
-            raise ValueError(f"{where} has 'file_name' {img['file_name']!r}; expected a file name")
+            raise UserError(f"{where} has 'file_name' {img['file_name']!r}; expected a file name")
         size = {}
         for key in ("width", "height"):
             value = img.get(key, 0)
             size[key] = as_int(value, where, key) if value is not None else None
             if size[key] is None or size[key] < 0:
-                raise ValueError(f"{where} has {key!r} {value!r}; expected a non-negative integer (0 or absent: "
+                raise UserError(f"{where} has {key!r} {value!r}; expected a non-negative integer (0 or absent: "
                                  "unknown)")
         entry = {
             "file": str(Path(img_dir) / img["file_name"]),
@@ -116,7 +117,7 @@ def index_images(data: dict[str, Any], ann_file: str | Path, img_dir: str | Path
         if seen is not None and (seen["file"], seen["width"], seen["height"]) != (
             entry["file"], entry["width"], entry["height"]
         ):
-            raise ValueError(
+            raise UserError(
                 f"{where} is used by two 'images' entries ({Path(seen['file']).name} {seen['width']}x{seen['height']}"
                 f" and {img['file_name']} {entry['width']}x{entry['height']}); expected one id per image"
             )
@@ -138,17 +139,17 @@ def parse_keypoints(ann: dict[str, Any], num_keypoints: int, ann_file: str | Pat
     """``keypoints`` [x1, y1, v1, ...] of one annotation -> (K, 2) float32 px, (K,) float32 visibility (v >= 1)."""
     ann_id = ann.get("id")
     if "keypoints" not in ann:
-        raise ValueError(f"{ann_file}: annotation id {ann_id} has no 'keypoints'")
+        raise UserError(f"{ann_file}: annotation id {ann_id} has no 'keypoints'")
     values = as_numbers(ann["keypoints"], f"{ann_file}: annotation id {ann_id}", "keypoints")
     if values.size != 3 * num_keypoints:
-        raise ValueError(
+        raise UserError(
             f"{ann_file}: annotation id {ann_id} has {values.size / 3:g} keypoints ({values.size} values), "
             f"expected {num_keypoints} ({3 * num_keypoints} values) for this dataset spec"
         )
     values = values.reshape(num_keypoints, 3)
     if not np.isfinite(values).all():
         k = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
-        raise ValueError(
+        raise UserError(
             f"{ann_file}: annotation id {ann_id} has a NaN or infinite value in 'keypoints' (keypoint {k}: "
             f"{ann['keypoints'][3 * k:3 * k + 3]}); expected finite x, y, v"
         )
@@ -173,14 +174,14 @@ def read_coco(
         padding: box padding of ``scale``.
     """
     if mode not in ("train", "eval"):
-        raise ValueError(f"read_coco: mode must be 'train' or 'eval', got {mode!r}")
+        raise UserError(f"read_coco: mode must be 'train' or 'eval', got {mode!r}")
     data = load_json(ann_file, "COCO annotation file")
     images = index_images(data, ann_file, img_dir)
     annotations = data.get("annotations")
     if annotations is None:
-        raise ValueError(f"{ann_file}: not a COCO annotation file (no 'annotations' list)")
+        raise UserError(f"{ann_file}: not a COCO annotation file (no 'annotations' list)")
     if not isinstance(annotations, list):
-        raise ValueError(f"{ann_file}: 'annotations' is a {type(annotations).__name__}; expected a list of "
+        raise UserError(f"{ann_file}: 'annotations' is a {type(annotations).__name__}; expected a list of "
                          "annotations")
     persons = person_category_ids(data)
     skipped = {"crowd": 0, "no labelled keypoints": 0, "zero-area box": 0}
@@ -188,21 +189,21 @@ def read_coco(
     seen: set[int] = set()
     for index, ann in enumerate(annotations):
         if not isinstance(ann, dict):
-            raise ValueError(f"{ann_file}: annotations[{index}] is {ann!r:.80}; expected an annotation object")
+            raise UserError(f"{ann_file}: annotations[{index}] is {ann!r:.80}; expected an annotation object")
         ann_id = ann.get("id")
         if ann_id is None:
-            raise ValueError(f"{ann_file}: an annotation has no 'id' (image_id {ann.get('image_id')})")
+            raise UserError(f"{ann_file}: an annotation has no 'id' (image_id {ann.get('image_id')})")
         ann_id = as_int(ann_id, f"{ann_file}: annotations[{index}]", "id")
         where = f"{ann_file}: annotation id {ann_id}"
         category = as_int(ann.get("category_id", min(persons)), where, "category_id")
         if category not in persons:
-            raise ValueError(
+            raise UserError(
                 f"{where} has category_id {category}, not the keypoint category of this file "
                 f"({', '.join(map(str, sorted(persons)))}: the 'categories' entry with 'keypoints'); rspose reads "
                 "every annotation as a person: remove the other categories' annotations from the file"
             )
         if int(ann_id) in seen:  # the instance id: a second copy would be dropped as a distributed duplicate
-            raise ValueError(f"{ann_file}: annotation id {ann_id} appears more than once; ids must be unique")
+            raise UserError(f"{ann_file}: annotation id {ann_id} appears more than once; ids must be unique")
         seen.add(int(ann_id))
         if as_int(ann.get("iscrowd", 0), where, "iscrowd"):
             skipped["crowd"] += 1
@@ -210,13 +211,13 @@ def read_coco(
         keypoints, visible = parse_keypoints(ann, num_keypoints, ann_file)
         image_id = as_int(ann.get("image_id", -1), where, "image_id")
         if image_id not in images:
-            raise ValueError(f"{ann_file}: annotation id {ann_id} refers to image_id {image_id}, not in 'images'")
+            raise UserError(f"{ann_file}: annotation id {ann_id} refers to image_id {image_id}, not in 'images'")
         if "bbox" not in ann or not isinstance(ann["bbox"], (list, tuple)) or len(ann["bbox"]) != 4:
-            raise ValueError(f"{ann_file}: annotation id {ann_id} has no 4-number 'bbox' (x, y, w, h)")
+            raise UserError(f"{ann_file}: annotation id {ann_id} has no 4-number 'bbox' (x, y, w, h)")
         img = images[image_id]
         raw = as_numbers(ann["bbox"], where, "bbox")
         if not np.isfinite(raw).all():
-            raise ValueError(f"{ann_file}: annotation id {ann_id} has a NaN or infinite 'bbox' {ann['bbox']}")
+            raise UserError(f"{ann_file}: annotation id {ann_id} has a NaN or infinite 'bbox' {ann['bbox']}")
         bbox = clip_bbox_xywh(raw, img["width"], img["height"])
         if not (bbox[2] > 0 and bbox[3] > 0):
             skipped["zero-area box"] += 1

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from rspose.data.readers.instance import PoseInstance
+from rspose.errors import UserError
 
 
 def read_image(path: str, instance_id: int | None = None, ignore_orientation: bool = False) -> np.ndarray:
@@ -22,7 +23,7 @@ def read_image(path: str, instance_id: int | None = None, ignore_orientation: bo
         who = f" (instance {instance_id})" if instance_id is not None else ""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"image file {path}{who} does not exist")
-        raise ValueError(f"image file {path}{who} could not be decoded (corrupt or not an image)")
+        raise UserError(f"image file {path}{who} could not be decoded (corrupt or not an image)")
     return image
 
 

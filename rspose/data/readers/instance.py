@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from rspose.data.transforms import bbox_xywh_to_center_scale, fix_aspect_ratio
+from rspose.errors import UserError
 
 #: CrowdPose (and any COCO-format file without ``area``) uses box w x h x 0.53 as the OKS area.
 AREA_FROM_BOX = 0.53
@@ -87,7 +88,7 @@ def load_json(path: str | Path, what: str) -> Any:
         with path.open() as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+        raise UserError(f"{what} {path} is not valid JSON: {e}") from None
 
 
 def warn_skipped(source: str, total: int, skipped: dict[str, int], unexpected: tuple[str, ...]) -> None:
