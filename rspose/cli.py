@@ -69,7 +69,7 @@ class RSPoseCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path last``, read the checkpoint safely (``RSPOSE_ALLOW_PICKLE``), and fill the model
         keys the user did not type from its hyperparameters (typed values win)."""
-        self._ckpt: dict | None = None
+        self._ckpt_shapes: dict[str, tuple[int, ...]] | None = None
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -87,7 +87,7 @@ class RSPoseCLI(LightningCLI):
         if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
             raise UserError(f"--ckpt_path {ckpt_path} is not a Lightning checkpoint of rspose (no 'state_dict'); a "
                             "plain or mmpose weights file goes to --model.init_from instead")
-        self._ckpt = ckpt
+        self._ckpt_shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
         if pickle_allowed() and "weights_only" in self.config[subcommand]:
             self.config[subcommand]["weights_only"] = False  # the user trusts it: Lightning must read it the same way
         hparams = dict(ckpt.get("hyper_parameters", {}))
@@ -137,14 +137,13 @@ class RSPoseCLI(LightningCLI):
     def _check_checkpoint_fits(self) -> None:
         """A checkpoint of another configuration (a heatmap run into a SimCC config) is named, with the keys that
         differ, instead of Lightning's strict-load traceback."""
-        if getattr(self, "_ckpt", None) is None or self.model is None or not getattr(self.model, "strict_loading", True):
+        saved = getattr(self, "_ckpt_shapes", None)
+        if saved is None or self.model is None or not getattr(self.model, "strict_loading", True):
             return
-        saved = {k: v for k, v in self._ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
-        own = self.model.state_dict()
+        own = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
         missing = [k for k in own if k not in saved]
         unexpected = [k for k in saved if k not in own]
-        mismatched = [f"{k} {tuple(saved[k].shape)} vs {tuple(own[k].shape)}" for k in own
-                      if k in saved and saved[k].shape != own[k].shape]
+        mismatched = [f"{k} {saved[k]} vs {own[k]}" for k in own if k in saved and saved[k] != own[k]]
         if not (missing or unexpected or mismatched):
             return
 
@@ -263,7 +262,8 @@ class RSPoseCLI(LightningCLI):
                 any(directory.glob("*.ckpt")) or (directory / RUN_ID_FILE).is_file()
             ):
                 raise UserError(
-                    f"rspose fit: {directory} already holds checkpoints of another run; give this run its own "
+                    f"rspose fit: {directory} already holds checkpoints (or the {RUN_ID_FILE} of a run that has not "
+                    "saved yet) of another run; give this run its own "
                     "directory, resume with --ckpt_path into it, or pass --overwrite true to write over them."
                 )
         if trainer.get("logger") is False and (root / "config.yaml").is_file():

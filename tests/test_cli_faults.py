@@ -108,6 +108,13 @@ def test_pickled_checkpoint_is_refused_with_one_message(synth, pickled, tmp_path
     assert "evil.ckpt" in line and "RSPOSE_ALLOW_PICKLE=1" in line, line
 
 
+def test_pickled_checkpoint_loads_with_the_opt_in(synth, pickled, tmp_path, monkeypatch):
+    monkeypatch.setenv("RSPOSE_ALLOW_PICKLE", "1")
+    with pytest.warns(UserWarning, match="RSPOSE_ALLOW_PICKLE is set"):
+        cli = run_lightning_cli(["validate", *tiny(synth, tmp_path), "--ckpt_path", str(pickled)])
+    assert "val/AP" in cli.trainer.callback_metrics
+
+
 @pytest.mark.parametrize("how", ["--ckpt_path", "--model.init_from"])
 def test_text_file_as_checkpoint_is_one_message(synth, tmp_path, capsys, no_pickle, how):
     text = tmp_path / "notes.ckpt"

@@ -94,7 +94,10 @@ def decodes_cleanly(path: str) -> bool:
     import cv2
 
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to capture (closed): only a failed decode can be seen
+        return cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8 | cv2.IMREAD_IGNORE_ORIENTATION) is not None
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
