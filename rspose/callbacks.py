@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.table import Table
 
-from rspose.errors import UserError
+from rspose.errors import UserError, check_range
 
 #: file written beside the checkpoints by :class:`GuardedModelCheckpoint`: the id of the run that writes there.
 RUN_ID_FILE = ".rspose_run_id"
@@ -91,6 +91,8 @@ class PosePredictionWriter(BasePredictionWriter):
         draw_thr: float = 0.3,
     ) -> None:
         super().__init__(write_interval="epoch")
+        check_range("predict_writer.nms_thr", nms_thr, 0.0, 1.0)
+        check_range("predict_writer.draw_thr", draw_thr, 0.0, 1.0)
         self.output_file = output_file
         self.nms = nms
         self.nms_thr = nms_thr

@@ -40,7 +40,7 @@ import numpy as np
 
 from rspose.data.readers.coco import as_float, as_int, as_numbers, index_images
 from rspose.data.readers.instance import load_json
-from rspose.errors import ArgumentParser, UserError
+from rspose.errors import ArgumentParser, UserError, check_range
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -340,7 +340,12 @@ def run_infer(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``rspose infer`` (called by :func:`rspose.main.main`, whose error boundary reports user errors)."""
-    return run_infer(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for key, low, high in (("bbox_thr", None, None), ("nms_thr", 0.0, 1.0), ("draw_thr", 0.0, 1.0),
+                           ("batch_size", 1, None)):
+        check_range(f"infer --{key}", getattr(args, key), low, high)
+    return run_infer(args)
 
 
 if __name__ == "__main__":

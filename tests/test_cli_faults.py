@@ -159,6 +159,7 @@ def test_init_from_is_never_read_back_from_a_checkpoint(synth, trained, tmp_path
     (["--model.lr", "-0.01"], "model.lr: -0.01, expected a finite number > 0"),
     (["--data.bbox_padding", "0"], "data.bbox_padding: 0.0, expected a finite number > 0"),
     (["--data.bbox_padding", "-1"], "data.bbox_padding: -1.0, expected a finite number > 0"),
+    (["--predict_writer.nms_thr", "1.5"], "predict_writer.nms_thr: 1.5, expected a finite number in [0, 1]"),
 ])
 def test_value_ranges_are_checked_when_built(synth, tmp_path, capsys, no_pickle, extra, names):
     line = one_error_line(capsys, main(["fit", *tiny(synth, tmp_path), *extra]))
@@ -204,6 +205,15 @@ def test_argparse_errors_use_the_same_one_line(capsys, no_pickle):
     for sub in ("infer", "export", "compare", "synth"):
         line = one_error_line(capsys, main([sub, "--no_such_flag"]))
         assert line.startswith(f"rspose: error: {sub}: ") and f"rspose {sub} --help" in line, line
+
+
+def test_infer_value_ranges(quickstart_ckpt, tmp_path, capsys, no_pickle):
+    args = ["infer", "--config", str(ROOT / "configs/quickstart.yaml"), "--ckpt_path", str(quickstart_ckpt),
+            "--input", str(ROOT / "tests/data/coco/000000000785.jpg"), "--out", str(tmp_path / "out")]
+    line = one_error_line(capsys, main([*args, "--nms_thr", "2"]))
+    assert line == "rspose: error: infer --nms_thr: 2.0, expected a finite number in [0, 1]", line
+    line = one_error_line(capsys, main([*args, "--batch_size", "0"]))
+    assert line == "rspose: error: infer --batch_size: 0, expected an integer >= 1", line
 
 
 def test_a_plain_value_error_of_our_own_code_keeps_its_traceback():
