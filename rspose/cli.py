@@ -30,7 +30,7 @@ from rspose.callbacks import (
     SigtermCheckpoint,
 )
 from rspose.data.datamodule import PoseDataModule
-from rspose.errors import UserError, raised_in_rspose
+from rspose.errors import UserError
 from rspose.models.checkpoint import load_checkpoint_file, pickle_allowed
 from rspose.module import PoseLitModule
 
@@ -160,14 +160,9 @@ class RSPoseCLI(LightningCLI):
         )
 
     def instantiate_classes(self) -> None:
-        """Lightning's, with a plain ``ValueError`` of an rspose constructor (a refused config value) turned into a
-        :class:`UserError`, and the checkpoint checked against the model built."""
-        try:
-            super().instantiate_classes()
-        except ValueError as exc:
-            if type(exc) is ValueError and raised_in_rspose(exc):
-                raise UserError(str(exc)) from exc
-            raise
+        """Lightning's, then the checkpoint checked against the model built. (A plain ``ValueError`` of an rspose
+        constructor here is a refused config value: :mod:`rspose.errors` reports it as a user error.)"""
+        super().instantiate_classes()
         self._check_checkpoint_fits()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

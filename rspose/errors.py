@@ -11,11 +11,14 @@ bugs keep their traceback:
   :class:`IsADirectoryError`, :class:`NotADirectoryError`, :class:`FileExistsError`;
 * a command-line / config parse error (``jsonargparse.ArgumentError``: unknown key, wrong type, bad YAML; the
   argparse errors of infer / export / compare / synth, raised as :class:`UserError` by :class:`ArgumentParser`);
-* a :class:`ValueError` raised by an rspose constructor while the command builds the objects of the config
-  (the LightningCLI turns it into a :class:`UserError`: a constructor refusing its arguments is a config error).
+* a :class:`ValueError` raised by rspose's own code (the innermost traceback frame is in the ``rspose`` package)
+  while the command *prepares* the run: building the objects of the config (``instantiate_classes``), setting
+  up the data and the model (Lightning's ``_call_setup_hook``) or the optimizer
+  (``_init_optimizers_and_lr_schedulers``): those are checks of config values and data.
 
-A plain :class:`ValueError` anywhere else, from rspose's own code as from torch, numpy or Lightning, is NOT a user
-error: it is a bug and keeps its traceback. rspose's checks of files and values raise :class:`UserError`.
+A plain :class:`ValueError` anywhere else (once the run is going: a training, evaluation or prediction step, the
+end of an epoch; or from torch, numpy or Lightning at any time) is NOT a user error: it is a bug and keeps its
+traceback. rspose's checks of files and values raise :class:`UserError`, which holds everywhere.
 
 Everything else propagates unchanged. A user error is printed as exactly one line, ``rspose: error: MESSAGE``
 (a message of several lines is joined into one). ``RSPOSE_DEBUG=1`` in the environment shows the full traceback
@@ -81,13 +84,43 @@ def raised_in_rspose(exc: BaseException) -> bool:
         return False
 
 
+#: functions on the call stack while a command prepares its run (config objects, data and model set-up, optimizer).
+PREPARING_FUNCTIONS = ("instantiate_classes", "_call_setup_hook", "_init_optimizers_and_lr_schedulers")
+
+
+def raised_while_preparing(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised under one of :data:`PREPARING_FUNCTIONS` (see the rule above)."""
+    return any(frame.name in PREPARING_FUNCTIONS for frame in traceback.extract_tb(exc.__traceback__))
+
+
+def _rspose_value_error_in_chain(exc: BaseException) -> BaseException | None:
+    """The first exception of ``exc``'s cause / context chain that is a :class:`UserError` or a plain ValueError
+    raised by rspose, or None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UserError) or (type(current) is ValueError and raised_in_rspose(current)):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def user_error_message(exc: BaseException) -> str | None:
     """The one-message text for ``exc`` if it is a user error by the rule above, else ``None``."""
     try:
         from jsonargparse import ArgumentError
     except ImportError:  # pragma: no cover - jsonargparse is a dependency
         ArgumentError = ()  # type: ignore[assignment]  # noqa: N806
-    if isinstance(exc, (UserError, ArgumentError) + PATH_ERRORS):
+    if isinstance(exc, ValueError) and not isinstance(exc, UserError) and raised_while_preparing(exc):
+        # jsonargparse wraps a constructor's refusal in its own ValueError ("Does not validate against any of the
+        # Union subtypes"): report the refusal itself
+        cause = _rspose_value_error_in_chain(exc)
+        if cause is not None and cause is not exc:
+            return user_error_message(cause) or str(cause).strip()
+    if isinstance(exc, (UserError, ArgumentError) + PATH_ERRORS) or (
+        type(exc) is ValueError and raised_in_rspose(exc) and raised_while_preparing(exc)
+    ):
         text = str(exc).strip() or type(exc).__name__
         if isinstance(exc, PATH_ERRORS) and exc.filename and str(exc.filename) not in text:
             text = f"{text}: {exc.filename}"

@@ -160,6 +160,8 @@ def test_init_from_is_never_read_back_from_a_checkpoint(synth, trained, tmp_path
     (["--data.bbox_padding", "0"], "data.bbox_padding: 0.0, expected a finite number > 0"),
     (["--data.bbox_padding", "-1"], "data.bbox_padding: -1.0, expected a finite number > 0"),
     (["--predict_writer.nms_thr", "1.5"], "predict_writer.nms_thr: 1.5, expected a finite number in [0, 1]"),
+    # a loss refusing its value inside jsonargparse's union handling: the loss's own message, not the wrapper's
+    (["--model.loss.init_args.delta", "-1"], "rspose: error: SpatialRSLoss: delta must be >= 0, got -1.0"),
 ])
 def test_value_ranges_are_checked_when_built(synth, tmp_path, capsys, no_pickle, extra, names):
     line = one_error_line(capsys, main(["fit", *tiny(synth, tmp_path), *extra]))
@@ -205,6 +207,13 @@ def test_argparse_errors_use_the_same_one_line(capsys, no_pickle):
     for sub in ("infer", "export", "compare", "synth"):
         line = one_error_line(capsys, main([sub, "--no_such_flag"]))
         assert line.startswith(f"rspose: error: {sub}: ") and f"rspose {sub} --help" in line, line
+
+
+def test_value_error_while_preparing_the_run_is_still_a_user_error(synth, tmp_path, capsys, no_pickle):
+    """A check of rspose's that runs when the optimizer is built (layer_decay needs a ViT backbone) refuses a config
+    value: one line, exit 2, as before."""
+    line = one_error_line(capsys, main(["fit", *tiny(synth, tmp_path), "--model.layer_decay", "0.75"]))
+    assert "layer_decay=0.75 needs a backbone with num_layers" in line, line
 
 
 def test_infer_value_ranges(quickstart_ckpt, tmp_path, capsys, no_pickle):
