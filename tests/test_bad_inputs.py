@@ -492,3 +492,19 @@ def test_exif_orientation_follows_the_annotated_size(tmp_path, drawn_on):
     # neither the stored nor the rotated size: the size-mismatch error, naming the file
     with pytest.raises(ValueError, match=r"rot\.jpg: annotated 400x333 \(width x height\)"):
         _one_image_module(tmp_path, "rot.jpg", 400, 333).setup("validate")
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("joints", "12 34", r"has a non-numeric 'joints' '12 34'; expected a list of numbers"),
+    ("scale", "big", r"has 'scale' 'big'; expected a number"),
+    ("scale", 0.0, r"has 'scale' 0\.0; expected a number > 0"),
+])
+def test_mpii_values_of_the_wrong_type_name_row_and_key(tmp_path, key, value, message):
+    rows = json.loads((FIXTURES / "mpii" / "test_mpii.json").read_text())
+    rows[1][key] = value
+    path = tmp_path / "mpii.json"
+    path.write_text(json.dumps(rows))
+    from rspose.data.readers import read_mpii
+
+    with pytest.raises(ValueError, match=rf"mpii\.json: row 1 \(.*\) {message}"):
+        read_mpii(path, tmp_path, (192, 256))

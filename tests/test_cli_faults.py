@@ -322,3 +322,13 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(synth, tmp_path):
     # 3 epochs of 2 batches: the step saved at the signal plus the 5 left, none repeated or lost
     assert resumed.trainer.global_step == 6
     assert resumed.trainer.current_epoch == 3
+
+
+def test_path_errors_are_user_errors():
+    """An unwritable output folder (PermissionError) is reported as one message naming the path; run as a unit
+    check because the tests may run as root, for whom a read-only folder is writable."""
+    from rspose.errors import user_error_message
+
+    for exc in (PermissionError(13, "Permission denied", "/data/out"), NotADirectoryError(20, "Not a directory",
+                                                                                         "/data/file/out")):
+        assert user_error_message(exc) == f"[Errno {exc.errno}] {exc.strerror}: '{exc.filename}'"

@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from rspose.data.readers.coco import as_float, as_numbers
 from rspose.data.readers.instance import AREA_FROM_BOX, InstanceList, PoseInstance, box_center_scale, load_json
 from rspose.errors import UserError
 
@@ -79,8 +80,11 @@ def read_mpii(
         for key in ("image", "center", "scale", "joints", "joints_vis"):
             if key not in ann:
                 raise UserError(f"{ann_file}: row {row} ({ann.get('image', '?')}) has no {key!r}")
-        joints = np.asarray(ann["joints"], dtype=np.float32)
-        vis = np.asarray(ann["joints_vis"], dtype=np.float32).reshape(-1)
+        where = f"{ann_file}: row {row} ({ann['image']})"
+        joints = as_numbers(ann["joints"], where, "joints")
+        vis = as_numbers(ann["joints_vis"], where, "joints_vis").reshape(-1)
+        as_numbers(ann["center"], where, "center")
+        scale_value = as_float(ann["scale"], where, "scale")
         if joints.shape != (num_keypoints, 2) or vis.shape != (num_keypoints,):
             raise UserError(
                 f"{ann_file}: row {row} ({ann['image']}) has {joints.shape[0] if joints.ndim else 0} joints and "
@@ -89,11 +93,13 @@ def read_mpii(
         for key, value in (("joints", joints), ("joints_vis", vis), ("center", ann["center"]), ("scale", ann["scale"])):
             if not np.isfinite(np.asarray(value, dtype=np.float64)).all():
                 raise UserError(f"{ann_file}: row {row} ({ann['image']}) has a NaN or infinite value in {key!r}")
+        if not scale_value > 0:
+            raise UserError(f"{where} has 'scale' {ann['scale']!r}; expected a number > 0 (person height / 200 px)")
         visible = (vis > 0).astype(np.float32)
         if mode == "train" and visible.sum() == 0:
             skipped["no labelled keypoints"] += 1
             continue
-        size = float(ann["scale"]) * PIXEL_STD
+        size = scale_value * PIXEL_STD
         center = np.asarray(ann["center"], dtype=np.float32).copy()
         if center[0] != -1:
             center[1] += 15.0 / PIXEL_STD * size
