@@ -1,18 +1,26 @@
-"""Callbacks of the ``rspose`` command: the final metrics table and the COCO-format prediction writer."""
+"""Callbacks of the ``rspose`` command: the final metrics table, the COCO-format prediction writer, the checkpoint
+callback that guards its directory against a second run, and the checkpoint saved on SIGTERM."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.table import Table
+
+from rspose.errors import UserError, check_range
+
+#: file written beside the checkpoints by :class:`GuardedModelCheckpoint`: the id of the run that writes there.
+RUN_ID_FILE = ".rspose_run_id"
 
 TABLE_KEYS = (
     "AP", "AP50", "AP75", "APm", "APl", "AR", "AP_easy", "AP_medium", "AP_hard",
@@ -83,6 +91,8 @@ class PosePredictionWriter(BasePredictionWriter):
         draw_thr: float = 0.3,
     ) -> None:
         super().__init__(write_interval="epoch")
+        check_range("predict_writer.nms_thr", nms_thr, 0.0, 1.0)
+        check_range("predict_writer.draw_thr", draw_thr, 0.0, 1.0)
         self.output_file = output_file
         self.nms = nms
         self.nms_thr = nms_thr
@@ -142,3 +152,72 @@ def predictions_to_coco(
     scores = rescore(preds.keypoint_scores, preds.bbox_scores, "bbox_keypoint", keypoint_score_thr)
     kept = apply_nms(preds, scores, np.asarray(sigmas, dtype=np.float64), nms, nms_thr)
     return to_coco_results(preds.take(kept), scores[kept], category_id=1)
+
+
+def run_id(trainer: Trainer) -> str:
+    """This fit's id (one per Trainer, made on first use)."""
+    if getattr(trainer, "_rspose_run_id", None) is None:
+        trainer._rspose_run_id = uuid.uuid4().hex
+    return trainer._rspose_run_id
+
+
+class GuardedModelCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` that keeps a second run from silently writing into the same directory.
+
+    At the start of ``fit`` it writes this run's id to ``dirpath/.rspose_run_id``; before each save it checks that
+    the file still holds that id. When another run has claimed the directory since (two fits sharing
+    ``checkpoint.dirpath``, the second started before the first saved), this run stops with an error naming the
+    directory instead of overwriting the other run's ``last.ckpt`` (or having its own overwritten). The CLI's
+    start-up check (``--overwrite``) treats a directory holding a run id like one holding checkpoints.
+    """
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero and self.dirpath:
+            path = Path(self.dirpath) / RUN_ID_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(run_id(trainer) + "\n")
+
+    def check_owner(self, trainer: Trainer, filepath: str) -> None:
+        """Raise ``UserError`` (on every rank) unless the directory of ``filepath`` still belongs to this run."""
+        owner = None
+        if trainer.is_global_zero:
+            try:
+                owner = (Path(filepath).parent / RUN_ID_FILE).read_text().strip()
+            except OSError:
+                owner = None  # not claimed (a directory other than dirpath, or the file was removed): nothing to guard
+        owner = trainer.strategy.broadcast(owner)
+        if owner is not None and owner != run_id(trainer):
+            raise UserError(
+                f"{Path(filepath).parent}: another run (id {owner}) started writing checkpoints into this directory "
+                f"after this run (id {run_id(trainer)}); this run stops without overwriting them. Give each run its "
+                "own checkpoint.dirpath / last_checkpoint.dirpath."
+            )
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        self.check_owner(trainer, filepath)
+        super()._save_checkpoint(trainer, filepath)
+
+
+class SigtermCheckpoint(Callback):
+    """On SIGTERM during ``fit`` (what a cluster sends before pre-emption), save a resumable checkpoint.
+
+    Lightning notes the signal and raises ``SIGTERMException`` at the end of the current training batch (or
+    validation batch); this callback then saves the full training state (weights, optimizer, scheduler, loop
+    progress) as ``last_checkpoint``'s file (``last.ckpt``), so ``--ckpt_path`` that file (or ``last``) resumes it,
+    and records the path on the exception; ``rspose`` then exits with code 143.
+
+    Args:
+        last: the ``last_checkpoint`` callback whose directory and file name are used.
+    """
+
+    def __init__(self, last: ModelCheckpoint) -> None:
+        self.last = last
+        self.saved: str | None = None
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit" or not self.last.dirpath:
+            return
+        filepath = self.last.format_checkpoint_name(self.last._monitor_candidates(trainer))
+        self.last._save_checkpoint(trainer, filepath)
+        self.saved = filepath
+        exception.rspose_checkpoint = filepath

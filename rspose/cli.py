@@ -19,17 +19,25 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from rspose.callbacks import MetricsTable, PosePredictionWriter
+from rspose.callbacks import (
+    RUN_ID_FILE,
+    GuardedModelCheckpoint,
+    MetricsTable,
+    PosePredictionWriter,
+    SigtermCheckpoint,
+)
 from rspose.data.datamodule import PoseDataModule
 from rspose.errors import UserError
+from rspose.models.checkpoint import load_checkpoint_file, pickle_allowed
 from rspose.module import PoseLitModule
 
 #: Model hyperparameters never taken from a checkpoint's ``hyper_parameters``: where rspose writes is chosen by the
-#: user of this run, not by the run that saved the checkpoint.
-CKPT_HPARAMS_NEVER_LOADED = ("eval_outfile_prefix",)
+#: user of this run, not by the run that saved the checkpoint; and the weights a run started from
+#: (``init_from``) are already in the checkpoint: the file is never read again (it may have moved).
+CKPT_HPARAMS_NEVER_LOADED = ("eval_outfile_prefix", "init_from", "init_from_strict")
 
 
 class RSPoseCLI(LightningCLI):
@@ -59,14 +67,30 @@ class RSPoseCLI(LightningCLI):
         super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
-        """Fill the model keys the user did not type from the checkpoint's hyperparameters (typed values win)."""
+        """Resolve ``--ckpt_path last``, read the checkpoint safely (``RSPOSE_ALLOW_PICKLE``), and fill the model
+        keys the user did not type from its hyperparameters (typed values win)."""
+        self._ckpt_shapes: dict[str, tuple[int, ...]] | None = None
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
         ckpt_path = self.config[subcommand].get("ckpt_path")
-        if not ckpt_path or not Path(ckpt_path).is_file():
+        if ckpt_path == "last":
+            ckpt_path = str(self._resolve_last(self.config[subcommand]))
+            self.config[subcommand]["ckpt_path"] = ckpt_path
+        if not ckpt_path:
             return
-        hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {}))
+        if not Path(ckpt_path).is_file():
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path} does not exist" + (
+                " (Lightning's 'best' / 'hpc' are not supported by rspose; give the file)" if ckpt_path in (
+                    "best", "hpc") else ""))
+        ckpt = load_checkpoint_file(ckpt_path)  # weights only unless RSPOSE_ALLOW_PICKLE: a refusal names the file
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+            raise UserError(f"--ckpt_path {ckpt_path} is not a Lightning checkpoint of rspose (no 'state_dict'); a "
+                            "plain or mmpose weights file goes to --model.init_from instead")
+        self._ckpt_shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+        if pickle_allowed() and "weights_only" in self.config[subcommand]:
+            self.config[subcommand]["weights_only"] = False  # the user trusts it: Lightning must read it the same way
+        hparams = dict(ckpt.get("hyper_parameters", {}))
         hparams.pop("_instantiator", None)
         hparams.pop("_class_path", None)  # the model class is fixed (PoseLitModule)
         args = sys.argv[1:] if self._typed_args is None else self._typed_args
@@ -83,8 +107,66 @@ class RSPoseCLI(LightningCLI):
             sys.stderr.write(f"Parsing of the hyperparameters saved in {ckpt_path} failed!\n")
             raise
 
+    def _resolve_last(self, config: Any) -> Path:
+        """``--ckpt_path last``: the newest ``last*.ckpt`` of this run directory (the checkpoint directories
+        configured, ``default_root_dir/checkpoints`` without a logger, else every ``version_*/checkpoints`` of the
+        logger's folder); an error saying where it looked when there is none."""
+        trainer = config.get("trainer") or {}
+        root = Path(trainer.get("default_root_dir") or ".")
+        logger = trainer.get("logger")
+        dirs = [Path(d) for d in ((config.get(g) or {}).get("dirpath") for g in ("last_checkpoint", "checkpoint")) if d]
+        if not dirs:
+            if logger is False:
+                dirs = [root / "checkpoints"]
+            else:
+                init = (getattr(logger, "init_args", None) or (logger.get("init_args") if isinstance(logger, dict)
+                                                                else None) or {})
+                save_dir = Path(init.get("save_dir") or root) if hasattr(init, "get") else root
+                name = (init.get("name") if hasattr(init, "get") else None) or "lightning_logs"
+                dirs = sorted((save_dir / name).glob("version_*/checkpoints"))
+                if not dirs:
+                    dirs = [save_dir / name / "version_*" / "checkpoints"]
+        found = [p for d in dirs if d.is_dir() for p in d.glob("last*.ckpt") if p.is_file()]
+        if not found:
+            raise UserError(
+                f"--ckpt_path last: no last.ckpt in {', '.join(str(d) for d in dirs)}: there is no earlier run of "
+                "this directory to resume; leave --ckpt_path out to start a new run, or give the checkpoint file"
+            )
+        return max(found, key=lambda p: p.stat().st_mtime_ns)
+
+    def _check_checkpoint_fits(self) -> None:
+        """A checkpoint of another configuration (a heatmap run into a SimCC config) is named, with the keys that
+        differ, instead of Lightning's strict-load traceback."""
+        saved = getattr(self, "_ckpt_shapes", None)
+        if saved is None or self.model is None or not getattr(self.model, "strict_loading", True):
+            return
+        own = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        missing = [k for k in own if k not in saved]
+        unexpected = [k for k in saved if k not in own]
+        mismatched = [f"{k} {saved[k]} vs {own[k]}" for k in own if k in saved and saved[k] != own[k]]
+        if not (missing or unexpected or mismatched):
+            return
+
+        def listing(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f", ... (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        parts = [f"{name} ({len(keys)}): {listing(keys)}" for name, keys in (
+            ("missing in the checkpoint", missing), ("not in this model", unexpected),
+            ("shape checkpoint vs model", mismatched)) if keys]
+        raise UserError(
+            f"--ckpt_path {self.config[self.subcommand]['ckpt_path']} does not fit the model of this config: "
+            + "; ".join(parts) + ". The config (backbone, head, codec, keypoints) differs from the run that saved "
+            "the checkpoint: use that run's config"
+        )
+
+    def instantiate_classes(self) -> None:
+        """Lightning's, then the checkpoint checked against the model built. (A plain ``ValueError`` of an rspose
+        constructor here is a refused config value: :mod:`rspose.errors` reports it as a user error.)"""
+        super().instantiate_classes()
+        self._check_checkpoint_fits()
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(GuardedModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "auto",
@@ -96,7 +178,7 @@ class RSPoseCLI(LightningCLI):
         )
         # Lightning saves checkpoint.save_last only when the best one improved: keep a separate last.ckpt,
         # written every epoch, so that a resume never loses epochs.
-        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(GuardedModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "last_checkpoint.filename": "last",
@@ -138,7 +220,22 @@ class RSPoseCLI(LightningCLI):
         if self.subcommand in ("validate", "test"):
             self._refuse_random_weights()
         if self.subcommand == "fit":
+            self._check_run_length()
             self._refuse_overwrite()
+
+    def _check_run_length(self) -> None:
+        """``trainer.max_epochs``: >= 1, or -1 (Lightning: until stopped) only when the schedule needs no end."""
+        config = self.config["fit"]
+        trainer = config.get("trainer") or {}
+        epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps")
+        if epochs is not None and (epochs == 0 or epochs < -1):
+            raise UserError(f"trainer.max_epochs: {epochs}, expected an integer >= 1 (or -1: train until stopped)")
+        schedule = (config.get("model") or {}).get("lr_schedule")
+        if epochs == -1 and (steps is None or steps < 0) and schedule == "cosine":
+            raise UserError(
+                "trainer.max_epochs: -1 (train until stopped) with model.lr_schedule cosine, which needs the length "
+                "of the run: give trainer.max_epochs >= 1 or trainer.max_steps"
+            )
 
     def _refuse_overwrite(self) -> None:
         """``fit`` does not write over another run's checkpoints or config.yaml unless ``--overwrite true``."""
@@ -156,9 +253,12 @@ class RSPoseCLI(LightningCLI):
             dirs.append(Path(dirpath).resolve() if dirpath else (root / "checkpoints" if trainer.get("logger") is False
                                                                  else None))
         for directory in dict.fromkeys(d for d in dirs if d is not None):
-            if directory != resume_dir and directory.is_dir() and any(directory.glob("*.ckpt")):
+            if directory != resume_dir and directory.is_dir() and (
+                any(directory.glob("*.ckpt")) or (directory / RUN_ID_FILE).is_file()
+            ):
                 raise UserError(
-                    f"rspose fit: {directory} already holds checkpoints of another run; give this run its own "
+                    f"rspose fit: {directory} already holds checkpoints (or the {RUN_ID_FILE} of a run that has not "
+                    "saved yet) of another run; give this run its own "
                     "directory, resume with --ckpt_path into it, or pass --overwrite true to write over them."
                 )
         if trainer.get("logger") is False and (root / "config.yaml").is_file():
@@ -185,12 +285,19 @@ class RSPoseCLI(LightningCLI):
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Adds the rich progress bar unless the config disables progress bars or brings its own."""
+        """Adds the rich progress bar unless the config disables progress bars or brings its own, and the
+        checkpoint saved on SIGTERM (:class:`rspose.callbacks.SigtermCheckpoint`)."""
         config = self._get(self.config_init, "trainer", default={})
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        extra = []
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [RichProgressBar(leave=True)]}
+            extra.append(RichProgressBar(leave=True))
+        last = self._get(self.config_init, "last_checkpoint", default=None)
+        if last is not None:
+            extra.append(SigtermCheckpoint(last))
+        if extra:
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": extra}
         return super().instantiate_trainer(**kwargs)
 
 

@@ -41,6 +41,8 @@ from typing import Any
 
 import yaml
 
+from rspose.errors import ArgumentParser, UserError
+
 #: Columns of results.md, in order (a column a run did not report is shown as n/a).
 COLUMNS = (
     "AP",
@@ -76,10 +78,10 @@ class Variant:
 
     def __post_init__(self) -> None:
         if not isinstance(self.loss, dict) or "class_path" not in self.loss:
-            raise ValueError(f"variant {self.name!r}: loss must be a mapping with class_path, got {self.loss!r}")
+            raise UserError(f"variant {self.name!r}: loss must be a mapping with class_path, got {self.loss!r}")
         unknown = set(self.loss) - {"class_path", "init_args"}
         if unknown:
-            raise ValueError(f"variant {self.name!r}: unknown loss keys {sorted(unknown)} (class_path, init_args)")
+            raise UserError(f"variant {self.name!r}: unknown loss keys {sorted(unknown)} (class_path, init_args)")
         self.args = [str(a) for a in self.args]
 
 
@@ -102,16 +104,16 @@ def load_variants(path: str | Path) -> list[Variant]:
     try:
         entries = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"--variants {path}: cannot read it as YAML ({error})") from None
+        raise UserError(f"--variants {path}: cannot read it as YAML ({error})") from None
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"--variants {path}: expected a non-empty YAML list of variants")
+        raise UserError(f"--variants {path}: expected a non-empty YAML list of variants")
     variants = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise ValueError(f"--variants {path}: entry {i} is not a mapping")
+            raise UserError(f"--variants {path}: entry {i} is not a mapping")
         unknown = set(entry) - {"name", "config", "loss", "args", "baseline", "checkpoint_of"}
         if unknown or not {"name", "config", "loss"} <= set(entry):
-            raise ValueError(
+            raise UserError(
                 f"--variants {path}: entry {i} needs name, config, loss (optional args, baseline, checkpoint_of); "
                 f"unknown keys: {sorted(unknown)}"
             )
@@ -119,11 +121,11 @@ def load_variants(path: str | Path) -> list[Variant]:
     names = [v.name for v in variants]
     for v in variants:
         if names.count(v.name) > 1:
-            raise ValueError(f"--variants {path}: variant name {v.name!r} appears twice")
+            raise UserError(f"--variants {path}: variant name {v.name!r} appears twice")
         for key in ("baseline", "checkpoint_of"):
             other = getattr(v, key)
             if other is not None and other not in names:
-                raise ValueError(f"--variants {path}: variant {v.name!r} has {key} {other!r}, not in the file")
+                raise UserError(f"--variants {path}: variant {v.name!r} has {key} {other!r}, not in the file")
     return variants
 
 
@@ -312,7 +314,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
         runs = data["runs"]
         assert isinstance(runs, list)
     except (ValueError, KeyError, TypeError, AssertionError):
-        raise ValueError(
+        raise UserError(
             f"{path}: exists but is not an rspose compare results file ({{\"runs\": [...]}}); "
             "choose another --out or move it away"
         ) from None
@@ -328,7 +330,7 @@ def write_results(out: Path, runs: list[dict[str, Any]], variants: list[Variant]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rspose compare", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="rspose compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/compare", help="output folder")
     parser.add_argument("--pairs", nargs="+", choices=sorted(PAIRS), default=["heatmap", "simcc"])
     parser.add_argument("--variants", default=None, help="YAML list of variants (instead of --pairs)")

@@ -13,13 +13,14 @@ The TorchScript-based exporter (``torch.onnx.export(dynamo=False)``) is used: it
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from rspose.errors import ArgumentParser, UserError
 
 
 def output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
@@ -49,7 +50,7 @@ def export_onnx(
     except ImportError:
         raise ImportError("rspose export needs the onnx package: pip install 'rspose[onnx]'") from None
     if batch_size < 1:
-        raise ValueError(f"export: batch_size={batch_size}, expected >= 1")
+        raise UserError(f"export: batch_size={batch_size}, expected >= 1")
     model = model.eval()
     w, h = int(input_size[0]), int(input_size[1])
     example = torch.zeros(batch_size, 3, h, w)
@@ -68,7 +69,7 @@ def export_onnx(
 
 def main(argv: list[str] | None = None) -> int:
     """``rspose export`` entry point."""
-    parser = argparse.ArgumentParser(prog="rspose export", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="rspose export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="rspose YAML config of the model")
     parser.add_argument("--ckpt_path", required=True, help="local checkpoint (rspose .ckpt, mmpose, ViTPose)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
@@ -77,15 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from rspose.inferencer import Inferencer
 
+    if args.batch_size < 1:
+        parser.error(f"--batch_size {args.batch_size}, expected >= 1")
+    pose = Inferencer(args.config, args.ckpt_path)
     try:
-        pose = Inferencer(args.config, args.ckpt_path)
-        path = export_onnx(pose.module.model, args.out, tuple(pose.codec.input_size), args.batch_size, args.opset)
-    except (FileNotFoundError, ValueError, ImportError) as err:
-        parser.exit(2, f"rspose export: error: {err}\n")
+        import onnx  # noqa: F401
+    except ImportError:
+        raise UserError("rspose export needs the onnx package: pip install -e '.[onnx]' (a checkout) or "
+                        "pip install 'rspose[onnx]'") from None
+    path = export_onnx(pose.module.model, args.out, tuple(pose.codec.input_size), args.batch_size, args.opset)
     print(f"rspose export: wrote {path} (input 'image' (B, 3, {pose.codec.input_size[1]}, "
           f"{pose.codec.input_size[0]}), dynamic batch)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rspose.main import main as rspose_main
+
+    sys.exit(rspose_main(["export", *sys.argv[1:]]))

@@ -38,6 +38,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rspose.data.readers.coco import as_float, as_int, as_numbers, index_images
+from rspose.data.readers.instance import load_json
+from rspose.errors import ArgumentParser, UserError, check_range
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -52,7 +56,7 @@ def list_inputs(path: Path) -> list[Path]:
         return files
     if path.is_file():
         if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-            raise ValueError(f"--input {path}: unknown file type {path.suffix!r}, expected an image "
+            raise UserError(f"--input {path}: unknown file type {path.suffix!r}, expected an image "
                              f"({', '.join(IMAGE_SUFFIXES)}) or a video ({', '.join(VIDEO_SUFFIXES)})")
         return [path]
     raise FileNotFoundError(f"--input {path} does not exist")
@@ -78,14 +82,23 @@ class BoxSource:
 
 
 def _box_rows(value: Any, where: str) -> np.ndarray:
+    """(N, 5) x, y, w, h, score boxes (score 1 when absent), checked as detection files are: finite numbers and a
+    width and height >= 0; else a UserError naming ``where`` and the box."""
     try:
+        if isinstance(value, (str, bytes, dict)):
+            raise TypeError
         arr = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError):
         arr = None
     if arr is not None and arr.size == 0:
         return np.zeros((0, 5))
     if arr is None or arr.ndim != 2 or arr.shape[1] not in (4, 5):
-        raise ValueError(f"{where}: expected a list of [x, y, w, h] or [x, y, w, h, score] boxes, got {value!r:.80}")
+        raise UserError(f"{where}: expected a list of [x, y, w, h] or [x, y, w, h, score] boxes, got {value!r:.80}")
+    bad = ~np.isfinite(arr).all(axis=1) | (arr[:, 2:4] < 0).any(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(f"{where}: box {i} {arr[i].tolist()} has a NaN or infinite value or a negative size; expected "
+                        "finite x, y, w >= 0, h >= 0 (and score)")
     if arr.shape[1] == 4:
         arr = np.concatenate([arr, np.ones((len(arr), 1))], axis=1)
     return arr
@@ -95,14 +108,11 @@ def read_boxes(boxes_file: Path | None, images_file: Path | None, bbox_thr: floa
     """Parse ``--boxes`` (and ``--images``); see the module docstring for the formats."""
     if boxes_file is None:
         if images_file is not None:
-            raise ValueError("--images is only used with a COCO detection file given as --boxes")
+            raise UserError("--images is only used with a COCO detection file given as --boxes")
         return BoxSource("whole image")
     if not boxes_file.is_file():
         raise FileNotFoundError(f"--boxes {boxes_file} does not exist")
-    try:
-        data = json.loads(boxes_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--boxes {boxes_file} is not valid JSON: {err}") from None
+    data = load_json(boxes_file, "--boxes")
     if isinstance(data, dict):
         by_key = {}
         for key, value in data.items():
@@ -111,30 +121,32 @@ def read_boxes(boxes_file: Path | None, images_file: Path | None, bbox_thr: floa
         return BoxSource("boxes file", by_key)
     if isinstance(data, list):
         if images_file is None:
-            raise ValueError(f"--boxes {boxes_file} is a COCO detection list (image ids): give --images with the "
+            raise UserError(f"--boxes {boxes_file} is a COCO detection list (image ids): give --images with the "
                              "COCO annotation file whose 'images' map each id to its file_name")
         if not images_file.is_file():
             raise FileNotFoundError(f"--images {images_file} does not exist")
-        ann = json.loads(images_file.read_text())
+        ann = load_json(images_file, "--images")
         if not isinstance(ann, dict) or not isinstance(ann.get("images"), list):
-            raise ValueError(f"--images {images_file}: expected a COCO annotation file with an 'images' list")
-        names = {int(im["id"]): str(im["file_name"]) for im in ann["images"]}
+            raise UserError(f"--images {images_file}: expected a COCO annotation file with an 'images' list")
+        index_images(ann, f"--images {images_file}", "")  # ids, names and sizes: errors naming the entry
+        names = {as_int(im["id"], f"--images {images_file}", "id"): str(im["file_name"]) for im in ann["images"]}
         rows: dict[str, list[list[float]]] = {name: [] for name in names.values()}
         for i, det in enumerate(data):
+            where = f"--boxes {boxes_file}[{i}]"
             if not isinstance(det, dict) or "image_id" not in det or "bbox" not in det:
-                raise ValueError(f"--boxes {boxes_file}[{i}]: expected {{'image_id', 'bbox', 'score'}}, got {det!r:.80}")
-            if int(det.get("category_id", 1)) != 1:
+                raise UserError(f"{where}: expected {{'image_id', 'bbox', 'score'}}, got {det!r:.80}")
+            if as_int(det.get("category_id", 1), where, "category_id") != 1:
                 continue
-            name = names.get(int(det["image_id"]))
+            name = names.get(as_int(det["image_id"], where, "image_id"))
             if name is None:
-                raise ValueError(f"--boxes {boxes_file}[{i}]: image_id {det['image_id']} is not in --images "
-                                 f"{images_file}")
-            score = float(det.get("score", 1.0))
+                raise UserError(f"{where}: image_id {det['image_id']} is not in --images {images_file}")
+            score = as_float(det.get("score", 1.0), where, "score")
+            box = _box_rows([[*as_numbers(det["bbox"], where, "bbox").reshape(-1)[:4], score]], where)
             if score >= bbox_thr:
-                rows[name].append([*map(float, det["bbox"][:4]), score])
+                rows[name].append(box[0].tolist())
         by_key = {name: _box_rows(r, f"--boxes {boxes_file}") for name, r in rows.items()}
         return BoxSource("COCO detections", by_key, image_ids={v: k for k, v in names.items()})
-    raise ValueError(f"--boxes {boxes_file}: expected a JSON object {{file name: boxes}} or a COCO detection list")
+    raise UserError(f"--boxes {boxes_file}: expected a JSON object {{file name: boxes}} or a COCO detection list")
 
 
 def iter_frames(path: Path) -> Iterator[tuple[int | None, np.ndarray, float]]:
@@ -183,8 +195,8 @@ class VideoOverlay:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rspose infer", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="rspose infer", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="rspose YAML config of the model")
     parser.add_argument("--ckpt_path", required=True, help="local checkpoint (rspose .ckpt, mmpose, ViTPose)")
     parser.add_argument("--input", required=True, help="an image, a video or a folder of them")
@@ -327,15 +339,16 @@ def run_infer(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``rspose infer`` entry point; argument errors exit with code 2 and one message."""
+    """``rspose infer`` (called by :func:`rspose.main.main`, whose error boundary reports user errors)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return run_infer(args)
-    except (FileNotFoundError, ValueError) as err:
-        parser.exit(2, f"rspose infer: error: {err}\n")
-    return 2
+    for key, low, high in (("bbox_thr", None, None), ("nms_thr", 0.0, 1.0), ("draw_thr", 0.0, 1.0),
+                           ("batch_size", 1, None)):
+        check_range(f"infer --{key}", getattr(args, key), low, high)
+    return run_infer(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rspose.main import main as rspose_main
+
+    sys.exit(rspose_main(["infer", *sys.argv[1:]]))

@@ -27,6 +27,7 @@ import torch
 
 from rspose.data.readers.instance import box_center_scale
 from rspose.data.transforms import Normalizer, warp_image, warp_matrix
+from rspose.errors import UserError
 from rspose.metrics.coco_ap import rescore
 
 
@@ -68,25 +69,41 @@ def build_module(config: str | Path, overrides: Sequence[str] = ()):  # -> PoseL
     return cli.model, cli.datamodule
 
 
+#: a box wider or taller than this many times the image is refused (a unit or format mistake: its crop would
+#: shrink the whole image to a few pixels).
+MAX_BOX_TO_IMAGE = 10.0
+
+
 def as_boxes(boxes: np.ndarray | Sequence[Sequence[float]] | None, image_shape: tuple[int, ...]) -> np.ndarray:
-    """(N, 4) or (N, 5) x, y, w, h[, score] -> (N, 5) float64 (score 1 when absent); None -> the whole image."""
+    """(N, 4) or (N, 5) x, y, w, h[, score] -> (N, 5) float64 (score 1 when absent); None -> the whole image.
+
+    Every box must be finite, have a positive width and height, overlap the image and be at most
+    :data:`MAX_BOX_TO_IMAGE` times its width and height; else a ValueError naming the box."""
     if boxes is None:
         h, w = image_shape[:2]
         return np.array([[0.0, 0.0, float(w), float(h), 1.0]])
     try:
         arr = np.asarray(boxes, dtype=np.float64)
     except ValueError:
-        raise ValueError("boxes must be (N, 4) or (N, 5) x, y, w, h[, score]: every row the same length") from None
+        raise UserError("boxes must be (N, 4) or (N, 5) x, y, w, h[, score]: every row the same length") from None
     if arr.size == 0:
         return np.zeros((0, 5))
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] not in (4, 5):
-        raise ValueError(f"boxes must be (N, 4) or (N, 5) x, y, w, h[, score], got shape {arr.shape}")
+        raise UserError(f"boxes must be (N, 4) or (N, 5) x, y, w, h[, score], got shape {arr.shape}")
     if arr.shape[1] == 4:
         arr = np.concatenate([arr, np.ones((arr.shape[0], 1))], axis=1)
+    if not np.isfinite(arr).all():
+        raise UserError(f"boxes must be finite numbers, got {arr[~np.isfinite(arr).all(axis=1)][0].tolist()}")
     if (arr[:, 2:4] <= 0).any():
-        raise ValueError(f"boxes need positive width and height, got {arr[(arr[:, 2:4] <= 0).any(axis=1)][0].tolist()}")
+        raise UserError(f"boxes need positive width and height, got {arr[(arr[:, 2:4] <= 0).any(axis=1)][0].tolist()}")
+    h, w = image_shape[:2]
+    outside = (arr[:, 0] >= w) | (arr[:, 1] >= h) | (arr[:, 0] + arr[:, 2] <= 0) | (arr[:, 1] + arr[:, 3] <= 0)
+    too_big = (arr[:, 2] > MAX_BOX_TO_IMAGE * w) | (arr[:, 3] > MAX_BOX_TO_IMAGE * h)
+    for bad, why in ((outside, "does not overlap"), (too_big, f"is more than {MAX_BOX_TO_IMAGE:g} times the size of")):
+        if bad.any():
+            raise UserError(f"box {arr[bad][0].tolist()} (x, y, w, h, score) {why} the {w}x{h} image")
     return arr
 
 
@@ -119,7 +136,11 @@ class Inferencer:
         from rspose.models.pretrained import load_pose_weights
 
         if batch_size < 1:
-            raise ValueError(f"Inferencer: batch_size={batch_size}, expected >= 1")
+            raise UserError(f"Inferencer: batch_size={batch_size}, expected >= 1")
+        if ckpt is not None:  # before the model is built: a missing or refused file is named at once
+            ckpt = Path(ckpt).expanduser()
+            if not ckpt.is_file():
+                raise FileNotFoundError(f"--ckpt_path {ckpt} does not exist (expected a local .ckpt/.pth file)")
         module, datamodule = build_module(config, overrides)
         if ckpt is not None:
             self.load_report = load_pose_weights(module.model, ckpt, strict=True, allow_pickle=allow_pickle)
@@ -159,9 +180,9 @@ class Inferencer:
         """
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be (H, W, 3) uint8, got shape {image.shape} dtype {image.dtype}")
+            raise UserError(f"image must be (H, W, 3) uint8, got shape {image.shape} dtype {image.dtype}")
         if color not in ("bgr", "rgb"):
-            raise ValueError(f"color={color!r}, expected 'bgr' or 'rgb'")
+            raise UserError(f"color={color!r}, expected 'bgr' or 'rgb'")
         bgr = np.ascontiguousarray(image[..., ::-1]) if color == "rgb" else image
         box_arr = as_boxes(boxes, image.shape)
         k = self.spec.num_keypoints

@@ -7,19 +7,34 @@ from __future__ import annotations
 
 import sys
 
-from rspose.errors import debug_enabled, user_error_message
+from rspose.errors import debug_enabled, format_user_error, user_error_message
+
+#: exit code after SIGTERM (128 + 15, what a shell reports for a process ended by the signal).
+SIGTERM_EXIT_CODE = 143
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``rspose`` command. A user error (see :mod:`rspose.errors`) prints one message and returns 2; the
-    traceback only with ``RSPOSE_DEBUG=1``."""
+    """The ``rspose`` command, and its one error boundary: a user error (see :mod:`rspose.errors`) prints one line
+    ``rspose: error: ...`` and returns 2 (the traceback only with ``RSPOSE_DEBUG=1``); anything else keeps its
+    traceback. SIGTERM during ``fit`` saves a resumable checkpoint (:class:`rspose.callbacks.SigtermCheckpoint`),
+    prints one line naming it and returns 143."""
     try:
         return _dispatch(argv)
+    except SystemExit as exc:
+        if type(exc).__name__ != "SIGTERMException":  # Lightning's, raised by its loops after SIGTERM
+            raise
+        saved = getattr(exc, "rspose_checkpoint", None)
+        sys.stderr.write(
+            "rspose: terminated by SIGTERM: "
+            + (f"saved a resumable checkpoint {saved} (resume with --ckpt_path {saved})\n" if saved
+               else "no checkpoint was saved\n")
+        )
+        return SIGTERM_EXIT_CODE
     except Exception as exc:
         message = user_error_message(exc)
         if message is None or debug_enabled():
             raise
-        sys.stderr.write(f"rspose: error: {message}\n(set RSPOSE_DEBUG=1 for the traceback)\n")
+        sys.stderr.write(format_user_error(message))
         return 2
 
 

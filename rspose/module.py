@@ -23,11 +23,28 @@ from torch import Tensor, nn
 from rspose.codecs.base import Codec, HeadOutput
 from rspose.data.specs import DatasetSpec
 from rspose.data.transforms import crop_to_image
+from rspose.errors import UserError, check_range
 from rspose.evaluator import PoseEvaluator, build_evaluator
 from rspose.losses import PoseLoss
 from rspose.models import PoseModel
 from rspose.models.pretrained import load_pose_weights
 from rspose.optim import build_optimizer, build_param_groups, lr_lambda
+
+#: (key, low, high, low_open): the valid range of each numeric model setting (None: unbounded), checked when the
+#: module is built so that the message names the key (``model.lr: -0.01, expected ...``).
+HPARAM_RANGES = (
+    ("lr", 0.0, None, True), ("weight_decay", 0.0, None, False), ("layer_decay", 0.0, 1.0, True),
+    ("warmup_iters", 0, None, False), ("warmup_ratio", 0.0, 1.0, False), ("gamma", 0.0, None, True),
+    ("min_lr_ratio", 0.0, 1.0, False), ("eval_nms_thr", 0.0, 1.0, False), ("keypoint_score_thr", 0.0, 1.0, False),
+)
+
+
+def check_hparam_ranges(values: dict[str, Any]) -> None:
+    """Raise ``UserError`` naming ``model.<key>`` and its range for a value outside :data:`HPARAM_RANGES`."""
+    for key, low, high, low_open in HPARAM_RANGES:
+        check_range(f"model.{key}", values[key], low, high, low_open=low_open, allow_none=key == "layer_decay")
+    for milestone in values["milestones"]:
+        check_range("model.milestones", milestone, 0)
 
 
 class PoseLitModule(LightningModule):
@@ -58,7 +75,8 @@ class PoseLitModule(LightningModule):
         init_from: local checkpoint of a whole pose model (backbone and head) loaded after the network is built:
             mmpose 1.x / 0.x, ViTPose or rspose files (:func:`rspose.models.pretrained.load_pose_weights`).
         init_from_strict: with ``init_from``, fail unless every tensor is filled and nothing is left over
-            (``False``: load what fits and warn).
+            (``False``: load what fits and warn). Neither is ever taken back from a checkpoint's hyperparameters
+            (``--ckpt_path``, :meth:`load_from_checkpoint`): the checkpoint holds the weights.
     """
 
     def __init__(
@@ -91,19 +109,20 @@ class PoseLitModule(LightningModule):
         init_from_strict: bool = True,
     ) -> None:
         super().__init__()
+        check_hparam_ranges(locals())
         self.save_hyperparameters(ignore=["backbone", "head", "codec", "spec", "loss"])
         if codec is None or spec is None:
-            raise ValueError(
+            raise UserError(
                 "PoseLitModule needs the data's codec and spec (the CLI links them from data.codec and data.spec; "
                 "in Python pass codec=datamodule.codec, spec=datamodule.spec)"
             )
         if loss is None:
-            raise ValueError(
+            raise UserError(
                 "model.loss is required: e.g. {class_path: rspose.losses.RankingLoss} (or KeypointMSELoss for "
                 "heatmaps, KLDiscretLoss for SimCC)"
             )
         if num_keypoints is not None and num_keypoints != spec.num_keypoints:
-            raise ValueError(
+            raise UserError(
                 f"model.num_keypoints={num_keypoints} disagrees with the data: dataset {spec.name!r} has "
                 f"{spec.num_keypoints} keypoints"
             )
@@ -117,6 +136,12 @@ class PoseLitModule(LightningModule):
         self.flip_indices = list(spec.flip_indices)
         self.val_metric: PoseEvaluator | None = None
         self.test_metric: PoseEvaluator | None = None
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> PoseLitModule:
+        """Lightning's, except that the saved ``init_from`` is not loaded again (the checkpoint holds the weights)."""
+        kwargs.setdefault("init_from", None)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ------------------------------------------------------------------ forward and decoding
     def forward(self, image: Tensor) -> HeadOutput:

@@ -82,6 +82,24 @@ def det_category_2(d):
         det["category_id"] = 2
 
 
+def same_id_two_files(d):
+    d["images"].append(dict(d["images"][0], file_name="000000040083.jpg", width=500, height=333))
+
+
+def det_set(index: int, **values):
+    def fn(d):
+        d[index].update(values)
+    return fn
+
+
+def corrupt_jpeg_middle(path: Path) -> None:
+    """1 KB of random bytes in the middle of the entropy-coded data; header and end marker intact."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 1024] = np.random.default_rng(0).integers(0, 256, 1024, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
 def first_ann(root: Path) -> dict:
     return json.loads((root / ANN).read_text())["annotations"][0]
 
@@ -165,6 +183,71 @@ CASES: dict[str, tuple] = {
     "zero-size box": (
         lambda r: edit_json(r / ANN, set_ann(0, bbox=[first_ann(r)["bbox"][0], 10.0, 0.0, 50.0])), {}, "validate",
         ("skip", r"test_coco\.json: skipped 1 of 14 entries \(1 zero-area box\)", set()),
+    ),
+    "annotation of another category": (
+        lambda r: edit_json(r / ANN, set_ann(0, category_id=2)), {}, "validate",
+        (ValueError, r"test_coco\.json: annotation id \d+ has category_id 2, not the keypoint category of this file "
+                     r"\(1: .*remove the other categories"),
+    ),
+    "one image id, two files": (
+        lambda r: edit_json(r / ANN, same_id_two_files), {}, "validate",
+        (ValueError, r"test_coco\.json: image id 785 is used by two 'images' entries \(000000000785\.jpg 640x425 and "
+                     r"000000040083\.jpg 500x333\)"),
+    ),
+    "NaN detection score": (
+        lambda r: edit_json(r / DET, det_set(3, score=float("nan"))), {}, "test",
+        (ValueError, r"test_coco_det_AP_H_56\.json: detection #3 \(image_id \d+\) has 'score' nan; expected a finite"),
+    ),
+    "detection score a string": (
+        lambda r: edit_json(r / DET, det_set(3, score="high")), {}, "test",
+        (ValueError, r"test_coco_det_AP_H_56\.json: detection #3 has 'score' 'high'; expected a number"),
+    ),
+    "detection box of strings": (
+        lambda r: edit_json(r / DET, det_set(2, bbox=["a", 1, 2, 3])), {}, "test",
+        (ValueError, r"test_coco_det_AP_H_56\.json: detection #2 has a non-numeric 'bbox' \['a', 1, 2, 3\]"),
+    ),
+    "random bytes in a JPEG's middle": (
+        lambda r: corrupt_jpeg_middle(r / "000000196141.jpg"), {}, "validate",
+        ("skip", r"1 of 4 images skipped: 1 corrupt \(000000196141\.jpg\)", {"000000196141.jpg"}),
+    ),
+    "image width null": (
+        lambda r: edit_json(r / ANN, lambda d: d["images"][1].update(width=None)), {}, "validate",
+        (ValueError, r"test_coco\.json: image id 40083 has 'width' None; expected a non-negative integer"),
+    ),
+    "image width a word": (
+        lambda r: edit_json(r / ANN, lambda d: d["images"][1].update(width="wide")), {}, "validate",
+        (ValueError, r"test_coco\.json: image id 40083 has 'width' 'wide'; expected an integer"),
+    ),
+    "annotations as a dict": (
+        lambda r: edit_json(r / ANN, lambda d: d.update(annotations={"1": d["annotations"][0]})), {}, "validate",
+        (ValueError, r"test_coco\.json: 'annotations' is a dict; expected a list"),
+    ),
+    "box of strings": (
+        lambda r: edit_json(r / ANN, set_ann(0, bbox=["a", 1, 2, 3])), {}, "validate",
+        (ValueError, r"test_coco\.json: annotation id \d+ has a non-numeric 'bbox' \['a', 1, 2, 3\]"),
+    ),
+    "keypoints as a string": (
+        lambda r: edit_json(r / ANN, set_ann(0, keypoints="1 2 2 3 4 2")), {}, "validate",
+        (ValueError, r"test_coco\.json: annotation id \d+ has a non-numeric 'keypoints' '1 2 2 3 4 2'"),
+    ),
+    "image_id a file name": (
+        lambda r: edit_json(r / ANN, set_ann(0, image_id="000000000785.jpg")), {}, "validate",
+        (ValueError, r"test_coco\.json: annotation id \d+ has 'image_id' '000000000785\.jpg'; expected an integer"),
+    ),
+    "bbox_padding -1": (
+        lambda r: None, {"bbox_padding": -1.0}, "validate",
+        (ValueError, r"data\.bbox_padding: -1\.0, expected a finite number > 0"),
+    ),
+    "bbox_padding 0": (
+        lambda r: None, {"bbox_padding": 0.0}, "validate",
+        (ValueError, r"data\.bbox_padding: 0\.0, expected a finite number > 0"),
+    ),
+    "batch_size 0": (
+        lambda r: None, {"batch_size": 0}, "fit", (ValueError, r"data\.batch_size: 0, expected an integer >= 1"),
+    ),
+    "negative rotation": (
+        lambda r: None, {"rotate_factor": -10.0}, "fit",
+        (ValueError, r"TopDownAugment\.rotate_factor must be a finite number >= 0, got -10"),
     ),
     "missing num_keypoints": (
         lambda r: edit_json(r / ANN, no_num_keypoints), {}, "validate",
@@ -364,3 +447,64 @@ def test_custom_dataset_with_known_keypoint_names_uses_that_spec(tmp_path):
     # what the config gives still wins
     sigmas = [0.05] * 17
     assert make_module(FIXTURES / "coco", sigmas=sigmas).spec.sigmas == tuple(sigmas)
+
+
+def _exif_jpeg(path: Path, pixels_bgr: np.ndarray, orientation: int) -> None:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(pixels_bgr[..., ::-1])).save(path, quality=95, exif=exif.tobytes())
+
+
+def _one_image_module(root: Path, file_name: str, width: int, height: int) -> PoseDataModule:
+    gt = json.loads((FIXTURES / "coco" / ANN).read_text())
+    gt["images"] = [dict(i, file_name=file_name, width=width, height=height) for i in gt["images"] if i["id"] == 40083]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] == 40083]
+    (root / f"{file_name}.json").write_text(json.dumps(gt))
+    return make_module(root, train_ann=f"{file_name}.json", val_ann=f"{file_name}.json")
+
+
+def _crops(dm: PoseDataModule) -> np.ndarray:
+    dm.setup("validate")
+    ds = dm.datasets["val"]
+    return np.stack([ds[i]["image"] for i in range(len(ds))])
+
+
+@pytest.mark.parametrize("drawn_on", ["stored pixels", "rotated image"])
+def test_exif_orientation_follows_the_annotated_size(tmp_path, drawn_on):
+    """EXIF orientation 6 (display rotated 90 degrees clockwise): the annotation of a 500 x 333 image was drawn on
+    the stored pixels when those are 500 x 333, on the displayed (rotated) image when the stored pixels are
+    333 x 500. Reference: a lossless PNG of the pixels the annotation was drawn on, rotated here by numpy."""
+    import cv2
+
+    original = cv2.imread(str(FIXTURES / "coco" / "000000040083.jpg"))  # 500 x 333
+    stored = original if drawn_on == "stored pixels" else np.rot90(original, 1)  # 90 deg counter-clockwise
+    _exif_jpeg(tmp_path / "rot.jpg", stored, orientation=6)
+    pixels = cv2.imread(str(tmp_path / "rot.jpg"), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as stored
+    assert pixels.shape[:2] == stored.shape[:2]
+    drawn = pixels if drawn_on == "stored pixels" else np.ascontiguousarray(np.rot90(pixels, -1))  # clockwise
+    assert drawn.shape[:2] == (333, 500)
+    cv2.imwrite(str(tmp_path / "ref.png"), drawn)
+    got = _crops(_one_image_module(tmp_path, "rot.jpg", 500, 333))
+    want = _crops(_one_image_module(tmp_path, "ref.png", 500, 333))
+    np.testing.assert_array_equal(got, want)
+    # neither the stored nor the rotated size: the size-mismatch error, naming the file
+    with pytest.raises(ValueError, match=r"rot\.jpg: annotated 400x333 \(width x height\)"):
+        _one_image_module(tmp_path, "rot.jpg", 400, 333).setup("validate")
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("joints", "12 34", r"has a non-numeric 'joints' '12 34'; expected a list of numbers"),
+    ("scale", "big", r"has 'scale' 'big'; expected a number"),
+    ("scale", 0.0, r"has 'scale' 0\.0; expected a number > 0"),
+])
+def test_mpii_values_of_the_wrong_type_name_row_and_key(tmp_path, key, value, message):
+    rows = json.loads((FIXTURES / "mpii" / "test_mpii.json").read_text())
+    rows[1][key] = value
+    path = tmp_path / "mpii.json"
+    path.write_text(json.dumps(rows))
+    from rspose.data.readers import read_mpii
+
+    with pytest.raises(ValueError, match=rf"mpii\.json: row 1 \(.*\) {message}"):
+        read_mpii(path, tmp_path, (192, 256))

@@ -104,7 +104,7 @@ def test_infer_folder_whole_image_and_a_corrupt_file(ckpt: Path, tmp_path: Path,
         assert overlay is not None and overlay.shape == cv2.imread(str(photos / name)).shape
 
 
-def test_infer_coco_detections_and_simple_boxes_file(ckpt: Path, pose: Inferencer, tmp_path: Path) -> None:
+def test_infer_coco_detections_and_simple_boxes_file(ckpt: Path, pose: Inferencer, tmp_path: Path, capsys) -> None:
     out = tmp_path / "det"
     code = _run(["--ckpt_path", str(ckpt), "--input", str(FIXTURES), "--out", str(out), "--no_overlays",
                  "--boxes", str(FIXTURES / "test_coco_det_AP_H_56.json"), "--images", str(FIXTURES / "test_coco.json"),
@@ -137,9 +137,53 @@ def test_infer_coco_detections_and_simple_boxes_file(ckpt: Path, pose: Inference
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"image_id": 785, "bbox": [0, 0, 5, 5], "score": 1.0}]))
-    with pytest.raises(SystemExit) as exit_info:  # a COCO detection list needs --images
-        _run(["--ckpt_path", str(ckpt), "--input", str(FIXTURES), "--out", str(out), "--boxes", str(bad)])
-    assert exit_info.value.code == 2
+    capsys.readouterr()
+    # a COCO detection list needs --images: one `rspose: error:` line naming the file, exit code 2
+    assert _run(["--ckpt_path", str(ckpt), "--input", str(FIXTURES), "--out", str(out), "--boxes", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rspose: error: --boxes ") and "bad.json" in err[0], err
+
+
+@pytest.mark.parametrize(("box", "message"), [
+    ([float("nan"), 10, 50, 80, 0.9], r"box 0 \[nan, 10.0, 50.0, 80.0, 0.9\] has a NaN or infinite value"),
+    ([10, 10, -5, 80, 0.9], r"box 0 \[10.0, 10.0, -5.0, 80.0, 0.9\] has a NaN or infinite value or a negative size"),
+])
+def test_infer_bad_boxes_are_one_message(ckpt: Path, tmp_path: Path, capsys, box, message) -> None:
+    """Boxes are checked like detection files: a NaN or a negative size is an error naming the file and entry,
+    before any inference (no NaN keypoints written)."""
+    import re
+
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"000000000785.jpg": [box]}))
+    out = tmp_path / "out"
+    assert _run(["--ckpt_path", str(ckpt), "--input", str(FIXTURES), "--out", str(out), "--boxes", str(boxes)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(rf"rspose: error: --boxes .*boxes\.json, entry '000000000785\.jpg': {message}",
+                                       err[0]), err
+    assert not out.exists()
+
+
+def test_infer_box_far_larger_than_the_image_is_a_named_input_error(ckpt: Path, tmp_path: Path) -> None:
+    """A box 1e9 px wide would squeeze the whole image into a few crop pixels (keypoints at 7e8 px): refused for
+    that input, named in results.json's errors, no prediction written for it."""
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"000000000785.jpg": [[10, 10, 1e9, 100, 0.9]]}))
+    out = tmp_path / "out"
+    code = _run(["--ckpt_path", str(ckpt), "--input", str(FIXTURES / "000000000785.jpg"), "--out", str(out),
+                 "--boxes", str(boxes)])
+    res = json.loads((out / "results.json").read_text())
+    assert code == 1 and res["predictions"] == []
+    assert res["errors"] == [{"file_name": "000000000785.jpg", "error": "box [10.0, 10.0, 1000000000.0, 100.0, 0.9] "
+                              "(x, y, w, h, score) is more than 10 times the size of the 640x425 image"}]
+
+
+def test_infer_truncated_images_file_names_it(ckpt: Path, tmp_path: Path, capsys) -> None:
+    images = tmp_path / "images.json"
+    images.write_text((FIXTURES / "test_coco.json").read_text()[:300])
+    code = _run(["--ckpt_path", str(ckpt), "--input", str(FIXTURES), "--out", str(tmp_path / "o"),
+                 "--boxes", str(FIXTURES / "test_coco_det_AP_H_56.json"), "--images", str(images)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"--images {images} is not valid JSON" in err[0], err
 
 
 def test_infer_video_frame_by_frame(ckpt: Path, tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ Validation uses ground-truth boxes unless ``val_bbox_file`` is set; test and pre
 (``"auto"`` = the reference detections above, None = ground-truth boxes).
 
 Setup checks every split it builds before any sample is read (docs/data.md): each image exists, is complete
-(JPEG EOI / PNG IEND) and has the annotated width and height (headers only, cached). A missing, unreadable or
-truncated image is skipped with one summary warning per split (``strict=True``: one error instead); skipped
+(JPEG EOI / PNG IEND), decodes without libjpeg's corrupt-data warnings and has the annotated width and height
+(cached; an EXIF orientation is applied or not as the annotated size says). A missing, unreadable, truncated or
+corrupt image is skipped with one summary warning per split (``strict=True``: one error instead); skipped
 images also leave the evaluation's ground truth, so AP is that of the images that remain. A size mismatch is
 always an error, and so is a split left with no instance. Synthetic data is reused only when it was generated
 with the requested ``synthetic_*`` size and seed (``rspose_synthetic.json``), else regenerated.
@@ -41,6 +42,7 @@ from rspose.data.readers.image_check import check_images, default_cache_dir
 from rspose.data.readers.instance import load_json
 from rspose.data.specs import DatasetSpec, get_spec, spec_from_coco_json
 from rspose.data.transforms import TopDownAugment
+from rspose.errors import UserError, check_range
 
 DatasetName = Literal["coco", "crowdpose", "mpii", "custom", "synthetic"]
 Split = Literal["train", "val", "test"]
@@ -110,6 +112,8 @@ class PoseDataModule(LightningDataModule):
         synthetic_train_images, synthetic_val_images, synthetic_seed: size and seed of the generated dataset.
         check_images: check every image of a split at setup (exists, complete, annotated size); False skips the
             check (a bad image is then found when first read).
+        check_image_data: with ``check_images``, also decode every image once (cached) so that corrupt data
+            inside a file is found ("corrupt", skipped like a truncated file); False: headers only.
         strict: a missing, unreadable or truncated image is an error instead of a counted skip.
         image_check_cache: folder of the image-check cache (JSON, keyed by path, mtime and size); "auto" =
             ``$RSPOSE_CACHE_DIR`` or ``~/.cache/rspose``; None = in memory only.
@@ -159,19 +163,30 @@ class PoseDataModule(LightningDataModule):
         synthetic_val_images: int = 200,
         synthetic_seed: int = 0,
         check_images: bool = True,
+        check_image_data: bool = True,
         strict: bool = False,
         image_check_cache: str | None = "auto",
     ) -> None:
         super().__init__()
         if dataset not in REFERENCE_FILES:
-            raise ValueError(f"data.dataset: {dataset!r} is not one of {sorted(REFERENCE_FILES)}")
+            raise UserError(f"data.dataset: {dataset!r} is not one of {sorted(REFERENCE_FILES)}")
         if dataset == "mpii":
             for key, value in (("val_bbox_file", val_bbox_file), ("test_bbox_file", test_bbox_file)):
                 if value not in (None, "auto"):
-                    raise ValueError(
+                    raise UserError(
                         f"data.{key}: {value!r} would be ignored: MPII is evaluated on the annotated person centre "
                         "and scale (PCKh protocol, docs/protocols.md); leave it unset"
                     )
+        for key, value, low, low_open in (
+            ("batch_size", batch_size, 1, False), ("val_batch_size", val_batch_size, 1, False),
+            ("num_workers", num_workers, 0, False), ("bbox_padding", bbox_padding, 0, True),
+            ("bbox_score_thr", bbox_score_thr, None, False),
+            ("synthetic_train_images", synthetic_train_images, 1, False),
+            ("synthetic_val_images", synthetic_val_images, 1, False),
+        ):
+            check_range(f"data.{key}", value, low, low_open=low_open)
+        for value in sigmas or ():
+            check_range("data.sigmas", value, 0, low_open=True)
         self.save_hyperparameters(ignore=["codec"])
         self.codec = codec
         self.dataset_name = dataset
@@ -224,6 +239,7 @@ class PoseDataModule(LightningDataModule):
         self._spec: DatasetSpec | None = None
         self.datasets: dict[str, TopDownDataset] = {}
         self.check_images = check_images
+        self.check_image_data = check_image_data
         self.strict = strict
         self.image_check_cache = default_cache_dir() if image_check_cache == "auto" else image_check_cache
         #: split -> {image path: reason} of the images skipped at setup.
@@ -241,7 +257,7 @@ class PoseDataModule(LightningDataModule):
         """The configured path of ``key`` (e.g. "val_ann"); errors name the CLI key."""
         path = self.paths.get(key)
         if path is None:
-            raise ValueError(f"data.{key}: no path given and dataset {self.dataset_name!r} has no default for it")
+            raise UserError(f"data.{key}: no path given and dataset {self.dataset_name!r} has no default for it")
         if must_exist and not path.exists():
             raise FileNotFoundError(f"data.{key}: {path} does not exist")
         return path
@@ -325,29 +341,30 @@ class PoseDataModule(LightningDataModule):
         """:meth:`read_split`, then the image checks of setup (skip / error as in the module docstring)."""
         instances = self.read_split(split)
         if self.check_images and instances:
-            report = check_images(instances, self.image_check_cache)
+            report = check_images(instances, self.image_check_cache, decode=self.check_image_data)
+            instances.raw_orientation = report.raw_orientation
             if report.size_mismatch:
                 lines = [f"{path}: annotated {a[0]}x{a[1]} (width x height), real {r[0]}x{r[1]}"
                          for path, (a, r) in sorted(report.size_mismatch.items())]
                 more = f" (and {len(lines) - 3} more)" if len(lines) > 3 else ""
-                raise ValueError(
+                raise UserError(
                     f"{instances.source}: {len(lines)} images differ in size from their 'width'/'height' in "
                     f"this file: {'; '.join(lines[:3])}{more}; fix the annotation or the image"
                 )
             if report.problems:
                 summary = report.summary(f"data.{split}: {instances.source}")
                 if self.strict:
-                    raise ValueError(f"{summary} (data.strict is set, so this is an error)")
+                    raise UserError(f"{summary} (data.strict is set, so this is an error)")
                 warnings.warn(summary, stacklevel=2)
                 kept = [inst for inst in instances if inst.image_file not in report.problems]
                 self.skipped_images[split] = dict(report.problems)
                 self._skipped_image_ids[split] = {i.image_id for i in instances if i.image_file in report.problems}
                 skipped = dict(instances.skipped, **{"image skipped": len(instances) - len(kept)})
-                instances = InstanceList(kept, instances.source, skipped)
+                instances = InstanceList(kept, instances.source, skipped, report.raw_orientation)
         if not instances:
             detail = ", ".join(f"{n} {reason}" for reason, n in instances.skipped.items() if n)
             why = f"every annotation was filtered out: {detail}" if detail else "it has no annotation"
-            raise ValueError(
+            raise UserError(
                 f"data.{split}: {instances.source} gives no instance to {'train on' if split == 'train' else 'evaluate'}"
                 f" ({why}); expected at least one usable annotation"
             )

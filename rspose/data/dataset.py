@@ -38,6 +38,7 @@ from rspose.data.transforms import (
     warp_matrix,
     with_hflip,
 )
+from rspose.errors import UserError
 
 #: glibc ``mallopt`` parameters: M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -116,6 +117,8 @@ class TopDownDataset(Dataset):
         bbox_padding: float = 1.25,
         malloc_tuning: bool = True,
     ) -> None:
+        if not (np.isfinite(bbox_padding) and bbox_padding > 0):
+            raise UserError(f"TopDownDataset: bbox_padding {bbox_padding}, expected a finite number > 0")
         self.spec = spec
         self.codec = codec
         self.train = train
@@ -148,6 +151,9 @@ class TopDownDataset(Dataset):
         files = [inst.image_file for inst in instances]
         self.image_files, self.file_index = np.unique(np.asarray(files, dtype=str), return_inverse=True)
         self.file_index = self.file_index.astype(np.int64).reshape(-1)
+        #: per image file: read the stored pixels, without the EXIF orientation (InstanceList.raw_orientation)
+        raw = getattr(instances, "raw_orientation", None) or set()
+        self.raw_orientation = np.array([str(f) in raw for f in self.image_files], dtype=bool)
         self.instance_ids = np.array([i.instance_id for i in instances], dtype=np.int64)
         self.image_ids = np.array([i.image_id for i in instances], dtype=np.int64)
         self.bboxes = np.array([i.bbox for i in instances], dtype=np.float32).reshape(n, 4)
@@ -226,8 +232,9 @@ class TopDownDataset(Dataset):
         self._process_setup()
         index = int(index)
         instance_id = int(self.instance_ids[index])
-        image_file = str(self.image_files[self.file_index[index]])
-        image = read_image(image_file, instance_id)
+        file_index = self.file_index[index]
+        image_file = str(self.image_files[file_index])
+        image = read_image(image_file, instance_id, bool(self.raw_orientation[file_index]))
         geo = self.geometry(index, image.shape[1])
         crop = warp_image(image, geo.from_image, self.input_size)
         center, scale, keypoints_input = geo.center, geo.scale, geo.keypoints_input

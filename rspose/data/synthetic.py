@@ -39,7 +39,6 @@ so the same seed gives byte-identical JSON and JPEG files (on the same OpenCV bu
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import json
 import math
@@ -53,6 +52,7 @@ import cv2
 import numpy as np
 
 from rspose.data.specs import COCO
+from rspose.errors import ArgumentParser, UserError
 
 SHIFT = 4  # cv2 sub-pixel bits: coordinates are drawn at 1/16 px
 _ONE = 1 << SHIFT
@@ -393,9 +393,9 @@ def generate_synthetic_coco(
     for name, value, low in (("num_train", num_train, 0), ("num_val", num_val, 0), ("seed", seed, 0),
                              ("max_people", max_people, 1), ("image_size[0]", w, 16), ("image_size[1]", h, 16)):
         if int(value) < low:
-            raise ValueError(f"generate_synthetic_coco: {name}={value} must be >= {low}")
+            raise UserError(f"generate_synthetic_coco: {name}={value} must be >= {low}")
     if max_people > 254:
-        raise ValueError(f"generate_synthetic_coco: max_people={max_people} must be <= 254")
+        raise UserError(f"generate_synthetic_coco: max_people={max_people} must be <= 254")
     t0 = time.perf_counter()
     root = Path(out_dir)
     params = _params(num_train, num_val, seed, (w, h), max_people)
@@ -484,7 +484,7 @@ def ensure_synthetic_coco(
         except (OSError, ValueError, KeyError, TypeError):
             description = ""
         if not str(description).startswith("rspose synthetic"):
-            raise ValueError(
+            raise UserError(
                 f"data.root: {root} holds {train_ann.relative_to(root)} but no {PARAMS_FILE}, so it is not synthetic "
                 "data written by rspose; it is not overwritten: use data.dataset 'coco' or 'custom' for it, or "
                 "another data.root for the synthetic data"
@@ -496,7 +496,7 @@ def ensure_synthetic_coco(
 
 def main(argv: list[str] | None = None) -> int:
     """``rspose synth --out DIR --images N --val-images M --seed S``: write the synthetic dataset."""
-    parser = argparse.ArgumentParser(prog="rspose synth", description="Write a synthetic COCO-format keypoint dataset.")
+    parser = ArgumentParser(prog="rspose synth", description="Write a synthetic COCO-format keypoint dataset.")
     parser.add_argument("--out", required=True, help="dataset root to write (mmpose/COCO layout)")
     parser.add_argument("--images", type=int, default=800, help="number of train images (default 800)")
     parser.add_argument("--val-images", type=int, default=200, help="number of val images (default 200)")

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rspose.errors import UserError
+
 #: ImageNet statistics (RGB, 0-255), as mmpose's PoseDataPreprocessor.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -239,15 +241,22 @@ class TopDownAugment:
                     "misplace_prob"):
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"TopDownAugment.{key} must be in [0, 1], got {value}")
+                raise UserError(f"TopDownAugment.{key} must be in [0, 1], got {value}")
+        for key, low_open in (("shift_factor", False), ("rotate_factor", False), ("half_body_padding", True)):
+            value = getattr(self, key)
+            if not (np.isfinite(value) and (value > 0 if low_open else value >= 0)):
+                raise UserError(f"TopDownAugment.{key} must be a finite number {'>' if low_open else '>='} 0, got {value}")
+        for key in ("half_body_min_total_keypoints", "half_body_min_upper_keypoints", "half_body_min_lower_keypoints"):
+            if getattr(self, key) < 0:
+                raise UserError(f"TopDownAugment.{key} must be >= 0, got {getattr(self, key)}")
         lo, hi = self.scale_factor
         if not 0.0 < lo <= hi:
-            raise ValueError(
+            raise UserError(
                 f"TopDownAugment.scale_factor must be (low, high) with 0 < low <= high, got {self.scale_factor}"
             )
         lo, hi = self.misplace_shift
         if not 0.0 <= lo <= hi:
-            raise ValueError(
+            raise UserError(
                 f"TopDownAugment.misplace_shift must be (low, high) with 0 <= low <= high (fractions of the box "
                 f"scale), got {self.misplace_shift}"
             )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from rspose.errors import UserError
 
 #: Prefixes stripped, in this order, when some key of the state dict starts with them.
 STRIPPED_PREFIXES = ("module.", "model.", "backbone.")
@@ -41,8 +44,19 @@ STRIPPED_PREFIXES = ("module.", "model.", "backbone.")
 ALLOW_PICKLE_ENV = "RSPOSE_ALLOW_PICKLE"
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint needs full unpickling (it could run code) and the opt-in was not given."""
+class UnsafeCheckpointError(UserError, pickle.UnpicklingError):
+    """A checkpoint needs full unpickling (it could run code) and the opt-in was not given: a user error (exit
+    code 2, one message naming the file and ``RSPOSE_ALLOW_PICKLE``), and still a ``pickle.UnpicklingError``."""
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A ``torch.save`` file: a zip archive (the format since torch 1.6) or a pickle (protocol 2+ starts 0x80)."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return True
+    with path.open("rb") as f:
+        return f.read(1) == b"\x80"
 
 
 def pickle_allowed(allow_pickle: bool | None = None) -> bool:
@@ -80,22 +94,32 @@ def load_checkpoint_file(path: str | Path, allow_pickle: bool | None = None) -> 
         FileNotFoundError: the file does not exist (the message names the path).
         UnsafeCheckpointError: the file holds objects other than tensors and plain containers, and pickling
             is not allowed (the message names the file and the opt-in).
+        UserError: the file is not a PyTorch checkpoint (a text file, an image, a damaged archive).
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: '{path}' (expected a local .pth/.pt/.ckpt file; "
                                 "rspose never downloads weights)")
+    if not _looks_like_torch_file(path):
+        raise UserError(f"checkpoint '{path}' is not a PyTorch checkpoint (neither a torch.save zip archive nor a "
+                        "pickle); expected a .pth/.pt/.ckpt file written by torch.save")
     try:
         with torch.serialization.safe_globals(numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise UserError(f"checkpoint '{path}' could not be read as a PyTorch checkpoint ({err})") from None
         if not pickle_allowed(allow_pickle):
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+            what = f" (first: {found.group(1)})" if found else ""
             raise UnsafeCheckpointError(
-                f"checkpoint '{path}' holds pickled objects besides tensors, which could run code when loaded "
-                f"({first[:200]}); rspose loads weights only. If you trust this file, set {ALLOW_PICKLE_ENV}=1 "
+                f"checkpoint '{path}' holds pickled objects besides tensors{what}, which could run code when loaded; "
+                f"rspose loads weights only. If you trust this file, set {ALLOW_PICKLE_ENV}=1 "
                 "in the environment, or re-save its weights alone with torch.save(state_dict, 'weights.pth')"
             ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
+        raise UserError(f"checkpoint '{path}' could not be read as a PyTorch checkpoint ({type(err).__name__}: "
+                        f"{str(err)[:200]})") from None
     warnings.warn(f"checkpoint '{path}': {ALLOW_PICKLE_ENV} is set, unpickling it with weights_only=False "
                   "(only do this with files you trust)", UserWarning, stacklevel=2)
     return torch.load(path, map_location="cpu", weights_only=False)
@@ -133,7 +157,7 @@ def unwrap_state_dict(obj: object, path: str | Path) -> dict[str, Tensor]:
                 state = state[key]
                 break
     if not isinstance(state, Mapping) or not any(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"checkpoint '{path}' holds no state dict of tensors (looked at the top level and under "
+        raise UserError(f"checkpoint '{path}' holds no state dict of tensors (looked at the top level and under "
                          f"'state_dict' / 'model'; top-level keys: {list(obj)[:10] if isinstance(obj, Mapping) else type(obj)})")
     return {str(k): v for k, v in state.items() if isinstance(v, Tensor)}
 

@@ -42,6 +42,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from rspose.errors import UserError
 from rspose.models.checkpoint import load_checkpoint_file, unwrap_state_dict
 
 Family = Literal["rspose", "mmpose1", "mmpose0"]
@@ -105,7 +106,7 @@ def detect_family(keys: list[str]) -> Family:
         return "mmpose0"
     if "backbone" in tops and "head" in tops:
         return "mmpose1"
-    raise ValueError(
+    raise UserError(
         "cannot tell the checkpoint layout: expected keys under backbone.* and head.* (mmpose 1.x), backbone.* and "
         f"keypoint_head.* (mmpose 0.x / ViTPose) or model.backbone.* (rspose); found top-level prefixes "
         f"{sorted(tops)[:10]} (a backbone-only file goes to the backbone's checkpoint= argument instead)"
@@ -204,7 +205,7 @@ def load_pose_weights(
         hint = ("; check that the config's backbone, head, data keypoints and codec input size are the "
                 "checkpoint's")
         if strict:
-            raise ValueError(message + hint + ", or set model.init_from_strict false to load what fits")
+            raise UserError(message + hint + ", or set model.init_from_strict false to load what fits")
         warnings.warn(message, UserWarning, stacklevel=2)
     model.load_state_dict(fitting, strict=False)
     return report

@@ -6,7 +6,7 @@ zeros with visibility 0 (no ground truth); ``area`` is the box w x h. The instan
 detection in the file, so it is stable whatever the threshold.
 
 Errors name the file and the entry: a detection for an image id absent from the annotations, a malformed
-entry, a negative box size, a file with no usable detection at all (empty, no person category, every score
+entry, a negative box size, a ``score`` or box value that is not a finite number (NaN, inf, a string), a file with no usable detection at all (empty, no person category, every score
 below the threshold: evaluation would silently not run). A detection of zero area (w == 0 or h == 0) is
 skipped with one counted warning.
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rspose.data.readers.coco import index_images
+from rspose.data.readers.coco import as_float, as_int, as_numbers, index_images
 from rspose.data.readers.instance import InstanceList, PoseInstance, box_center_scale, load_json, warn_skipped
+from rspose.errors import UserError
 
 
 def read_detections(
@@ -39,26 +40,32 @@ def read_detections(
     """
     dets = load_json(det_file, "detection file")
     if not isinstance(dets, list):
-        raise ValueError(f"{det_file}: a detection file must be a JSON list of {{image_id, category_id, bbox, score}}")
+        raise UserError(f"{det_file}: a detection file must be a JSON list of {{image_id, category_id, bbox, score}}")
     images = index_images(load_json(ann_file, "COCO annotation file"), ann_file, img_dir)
     skipped = {"other category": 0, "below score threshold": 0, "zero-area box": 0}
     out = []
     for index, det in enumerate(dets):
+        if not isinstance(det, dict):
+            raise UserError(f"{det_file}: detection #{index} is {det!r:.80}; expected {{image_id, category_id, bbox, "
+                             "score}")
         missing = [k for k in ("image_id", "bbox", "score") if k not in det]
         if missing:
-            raise ValueError(f"{det_file}: detection #{index} has no {missing}: {det}")
-        if int(det.get("category_id", 1)) != 1:
+            raise UserError(f"{det_file}: detection #{index} has no {missing}: {det}")
+        where = f"{det_file}: detection #{index}"
+        if as_int(det.get("category_id", 1), where, "category_id") != 1:
             skipped["other category"] += 1
             continue
-        image_id = int(det["image_id"])
+        image_id = as_int(det["image_id"], where, "image_id")
+        score = as_float(det["score"], where, "score")
+        if not np.isfinite(score):
+            raise UserError(f"{where} (image_id {image_id}) has 'score' {det['score']!r}; expected a finite number")
         if image_id not in images:
-            raise ValueError(
+            raise UserError(
                 f"{det_file}: detection #{index} is for image_id {image_id}, which is not an image of {ann_file}"
             )
-        bbox = np.asarray(det["bbox"][:4], dtype=np.float32)
+        bbox = as_numbers(det["bbox"], where, "bbox").reshape(-1)[:4]
         if bbox.shape != (4,) or not np.isfinite(bbox).all() or bbox[2] < 0 or bbox[3] < 0:
-            raise ValueError(f"{det_file}: detection #{index} (image_id {image_id}) has an invalid bbox {det['bbox']}")
-        score = float(det["score"])
+            raise UserError(f"{det_file}: detection #{index} (image_id {image_id}) has an invalid bbox {det['bbox']}")
         if score < score_thr:
             skipped["below score threshold"] += 1
             continue
@@ -87,7 +94,7 @@ def read_detections(
     if not out:
         detail = ", ".join(f"{n} {reason}" + (f" {score_thr:g}" if reason == "below score threshold" else "")
                            for reason, n in skipped.items() if n)
-        raise ValueError(
+        raise UserError(
             f"{det_file}: no usable detection"
             + (f" among its {len(dets)} entries ({detail})" if dets else " (the file is an empty list)")
             + "; expected person detections (category_id 1) with score >= data.bbox_score_thr and a non-empty box"

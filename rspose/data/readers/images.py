@@ -9,16 +9,21 @@ import cv2
 import numpy as np
 
 from rspose.data.readers.instance import PoseInstance
+from rspose.errors import UserError
 
 
-def read_image(path: str, instance_id: int | None = None) -> np.ndarray:
-    """Decode an image with cv2 -> (h, w, 3) uint8 BGR; FileNotFoundError / ValueError naming the file."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+def read_image(path: str, instance_id: int | None = None, ignore_orientation: bool = False) -> np.ndarray:
+    """Decode an image with cv2 -> (h, w, 3) uint8 BGR; FileNotFoundError / ValueError naming the file.
+
+    ``ignore_orientation``: the stored pixels, without the EXIF orientation that ``cv2.imread`` applies by default
+    (for annotations drawn on the stored pixels; see :mod:`rspose.data.readers.image_check`)."""
+    flags = cv2.IMREAD_COLOR | (cv2.IMREAD_IGNORE_ORIENTATION if ignore_orientation else 0)
+    image = cv2.imread(path, flags)
     if image is None:
         who = f" (instance {instance_id})" if instance_id is not None else ""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"image file {path}{who} does not exist")
-        raise ValueError(f"image file {path}{who} could not be decoded (corrupt or not an image)")
+        raise UserError(f"image file {path}{who} could not be decoded (corrupt or not an image)")
     return image
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from rspose.data.transforms import bbox_xywh_to_center_scale, fix_aspect_ratio
+from rspose.errors import UserError
 
 #: CrowdPose (and any COCO-format file without ``area``) uses box w x h x 0.53 as the OKS area.
 AREA_FROM_BOX = 0.53
@@ -60,12 +61,16 @@ class InstanceList(list):
     Attributes:
         source: the annotation (or detection) file read.
         skipped: reason -> count of entries not turned into instances.
+        raw_orientation: image files to read without applying their EXIF orientation (set by the image check:
+            the annotation was drawn on the stored pixels).
     """
 
-    def __init__(self, items: list[PoseInstance], source: str, skipped: dict[str, int] | None = None) -> None:
+    def __init__(self, items: list[PoseInstance], source: str, skipped: dict[str, int] | None = None,
+                 raw_orientation: set[str] | None = None) -> None:
         super().__init__(items)
         self.source = source
         self.skipped = dict(skipped or {})
+        self.raw_orientation = set(raw_orientation or ())
 
 
 def box_center_scale(bbox: np.ndarray, input_size: tuple[int, int], padding: float) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +88,7 @@ def load_json(path: str | Path, what: str) -> Any:
         with path.open() as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+        raise UserError(f"{what} {path} is not valid JSON: {e}") from None
 
 
 def warn_skipped(source: str, total: int, skipped: dict[str, int], unexpected: tuple[str, ...]) -> None:

@@ -18,7 +18,9 @@ from typing import Literal
 
 import numpy as np
 
+from rspose.data.readers.coco import as_float, as_numbers
 from rspose.data.readers.instance import AREA_FROM_BOX, InstanceList, PoseInstance, box_center_scale, load_json
+from rspose.errors import UserError
 
 #: MPII ``scale`` is the person height / 200 px.
 PIXEL_STD = 200.0
@@ -28,7 +30,7 @@ def image_id_from_name(name: str, ann_file: str | Path, row: int) -> int:
     """The digits of the file stem as an int64 (``005808361.jpg`` -> 5808361)."""
     digits = re.sub(r"\D", "", Path(name).stem)
     if not digits:
-        raise ValueError(f"{ann_file}: row {row}: image {name!r} has no number in its name to serve as image id")
+        raise UserError(f"{ann_file}: row {row}: image {name!r} has no number in its name to serve as image id")
     return int(digits)
 
 
@@ -41,14 +43,14 @@ def load_head_boxes(headbox_file: str | Path, num_rows: int) -> np.ndarray:
         raise FileNotFoundError(f"MPII head-box file {path} does not exist")
     mat = loadmat(str(path))
     if "headboxes_src" not in mat:
-        raise ValueError(
+        raise UserError(
             f"{path}: no 'headboxes_src' variable (keys: {sorted(k for k in mat if not k.startswith('_'))})"
         )
     boxes = np.asarray(mat["headboxes_src"], dtype=np.float32)
     if boxes.ndim != 3 or boxes.shape[:2] != (2, 2):
-        raise ValueError(f"{path}: headboxes_src has shape {boxes.shape}, expected (2, 2, N)")
+        raise UserError(f"{path}: headboxes_src has shape {boxes.shape}, expected (2, 2, N)")
     if boxes.shape[2] != num_rows:
-        raise ValueError(f"{path}: headboxes_src has {boxes.shape[2]} boxes, expected one per annotation ({num_rows})")
+        raise UserError(f"{path}: headboxes_src has {boxes.shape[2]} boxes, expected one per annotation ({num_rows})")
     return np.ascontiguousarray(boxes.transpose(2, 0, 1))
 
 
@@ -70,29 +72,34 @@ def read_mpii(
     """
     rows = load_json(ann_file, "MPII annotation file")
     if not isinstance(rows, list):
-        raise ValueError(f"{ann_file}: an MPII annotation file must be a JSON list of persons")
+        raise UserError(f"{ann_file}: an MPII annotation file must be a JSON list of persons")
     head_boxes = load_head_boxes(headbox_file, len(rows)) if headbox_file is not None else None
     skipped = {"no labelled keypoints": 0}
     out = []
     for row, ann in enumerate(rows):
         for key in ("image", "center", "scale", "joints", "joints_vis"):
             if key not in ann:
-                raise ValueError(f"{ann_file}: row {row} ({ann.get('image', '?')}) has no {key!r}")
-        joints = np.asarray(ann["joints"], dtype=np.float32)
-        vis = np.asarray(ann["joints_vis"], dtype=np.float32).reshape(-1)
+                raise UserError(f"{ann_file}: row {row} ({ann.get('image', '?')}) has no {key!r}")
+        where = f"{ann_file}: row {row} ({ann['image']})"
+        joints = as_numbers(ann["joints"], where, "joints")
+        vis = as_numbers(ann["joints_vis"], where, "joints_vis").reshape(-1)
+        as_numbers(ann["center"], where, "center")
+        scale_value = as_float(ann["scale"], where, "scale")
         if joints.shape != (num_keypoints, 2) or vis.shape != (num_keypoints,):
-            raise ValueError(
+            raise UserError(
                 f"{ann_file}: row {row} ({ann['image']}) has {joints.shape[0] if joints.ndim else 0} joints and "
                 f"{vis.shape[0]} joints_vis, expected {num_keypoints} of each"
             )
         for key, value in (("joints", joints), ("joints_vis", vis), ("center", ann["center"]), ("scale", ann["scale"])):
             if not np.isfinite(np.asarray(value, dtype=np.float64)).all():
-                raise ValueError(f"{ann_file}: row {row} ({ann['image']}) has a NaN or infinite value in {key!r}")
+                raise UserError(f"{ann_file}: row {row} ({ann['image']}) has a NaN or infinite value in {key!r}")
+        if not scale_value > 0:
+            raise UserError(f"{where} has 'scale' {ann['scale']!r}; expected a number > 0 (person height / 200 px)")
         visible = (vis > 0).astype(np.float32)
         if mode == "train" and visible.sum() == 0:
             skipped["no labelled keypoints"] += 1
             continue
-        size = float(ann["scale"]) * PIXEL_STD
+        size = scale_value * PIXEL_STD
         center = np.asarray(ann["center"], dtype=np.float32).copy()
         if center[0] != -1:
             center[1] += 15.0 / PIXEL_STD * size
