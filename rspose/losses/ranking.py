@@ -147,7 +147,7 @@ class RankingLoss(PoseLoss):
 
     def forward(self, output: HeadOutput, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         weight = batch["target_weight"].float()
-        bounds = self.max_positives or [None] * self.codec.num_dims
+        bounds = self.max_positives or [None] * len(self.codec.target_keys)
         axes = [self._spatial(o, t, weight, bound)
                 for o, t, bound in zip(self.outputs(output), self.targets(batch), bounds)]
         parts = {f"spatial{suffix}": torch.stack([a[key] for a in axes]).mean()
@@ -218,10 +218,11 @@ def max_positives(codec: Codec, positive_threshold: float) -> list[int | None]:
     and at most floor(2 r) + 1 with a label above t > 0 (|d| < r = sigma sqrt(2 ln(1/t)), and every factor of a
     heatmap's product is <= 1). A heatmap's bound is the square of its axis bound.
     """
+    axes = len(codec.target_keys)  # heatmaps: 1; SimCC: x and y
     sigma = getattr(codec, "sigma", None)
-    sigmas = [sigma] * codec.num_dims if isinstance(sigma, (int, float)) else sigma
-    if sigmas is None or len(sigmas) != codec.num_dims:
-        return [None] * codec.num_dims
+    sigmas = [sigma] * axes if isinstance(sigma, (int, float)) else sigma
+    if sigmas is None or len(sigmas) != axes:
+        return [None] * axes
 
     def per_axis(s: float) -> int:
         window = 2 * math.floor(3 * s) + 1
