@@ -28,10 +28,13 @@ def _is_mask(index: object) -> bool:
 
 
 @contextlib.contextmanager
-def no_host_sync() -> Iterator[None]:
+def no_host_sync(host_data: bool = False) -> Iterator[None]:
     """Inside: ``Tensor.__bool__``, ``.item()``, ``.tolist()``, ``int()``/``float()``/``__index__``, ``.numpy()``,
     ``nonzero`` (and the other data-dependent-size functions; ``nonzero_static`` is fine) and boolean-mask
-    indexing raise :class:`HostSync`; on CUDA, ``torch.cuda.set_sync_debug_mode("error")`` as well."""
+    indexing raise :class:`HostSync`; on CUDA, ``torch.cuda.set_sync_debug_mode("error")`` as well.
+
+    ``host_data=True`` also refuses ``torch.tensor`` / ``torch.as_tensor`` of host data (a list, a number, a
+    numpy array): on a GPU that is a copy from pageable host memory, which waits for the device."""
     saved: list[tuple[object, str, object]] = []
 
     def patch(owner: object, name: str, replacement: object) -> None:
@@ -62,6 +65,16 @@ def no_host_sync() -> Iterator[None]:
             raise HostSync("boolean-mask assignment inside the training step: a host synchronisation")
         return setitem(self, index, value)
 
+    if host_data:
+        for name in ("tensor", "as_tensor"):
+            make = getattr(torch, name)
+
+            def guarded_make(data, *args, _make=make, _name=name, **kwargs):
+                if not isinstance(data, torch.Tensor):
+                    raise HostSync(f"torch.{_name} of host data inside the training step: a copy that waits on a GPU")
+                return _make(data, *args, **kwargs)
+
+            patch(torch, name, guarded_make)
     patch(torch.Tensor, "__getitem__", guarded_getitem)
     patch(torch.Tensor, "__setitem__", guarded_setitem)
     cuda = torch.cuda.is_available()

@@ -31,6 +31,10 @@ RANKING_SWITCHES = {
 def test_the_guard_catches_every_kind_of_sync():
     t = torch.tensor([0.5, -1.0])
     mask = t > 0
+    with no_host_sync(host_data=True):
+        with pytest.raises(HostSync):
+            torch.as_tensor([1.0, 2.0])
+        torch.as_tensor(t)  # a tensor already: no copy
     reads = [lambda: bool(t[0]), lambda: t.sum().item(), lambda: t.tolist(), lambda: int(t[0]), lambda: float(t[1]),
              lambda: t.nonzero(), lambda: torch.nonzero(t), lambda: t[mask], lambda: t.numpy(),
              lambda: [1, 2][torch.tensor(0)], lambda: torch.bincount(mask.long())]
@@ -43,13 +47,13 @@ def test_the_guard_catches_every_kind_of_sync():
     assert bool(t[0]) and t[mask].numel() == 1  # restored
 
 
-def _loss_step(loss, codec, output_shape_of) -> dict[str, torch.Tensor]:
+def _loss_step(loss, codec, output_shape_of, host_data: bool = True) -> dict[str, torch.Tensor]:
     loss.bind(codec, COCO)
     batch = make_batch(codec)
     gen = torch.Generator().manual_seed(1)
     outputs = [torch.randn(*shape, generator=gen, requires_grad=True) for shape in output_shape_of(batch)]
     output = outputs[0] if len(outputs) == 1 else tuple(outputs)
-    with no_host_sync():
+    with no_host_sync(host_data=host_data):
         parts = loss(output, batch)
         parts["loss"].backward()
     assert all(o.grad is not None for o in outputs)
@@ -68,8 +72,16 @@ def _simcc_shapes(batch):
 @pytest.mark.parametrize("kind", ["heatmap", "simcc"])
 def test_ranking_loss_forward_backward_never_syncs(kind, switches):
     codec, shapes = (heatmap_codec(), _heatmap_shapes) if kind == "heatmap" else (simcc_codec(), _simcc_shapes)
-    parts = _loss_step(RankingLoss(**switches), codec, shapes)
+    # heatmaps: MSRAHeatmap.decode copies its numpy scale factor to the device (see the xfail below)
+    parts = _loss_step(RankingLoss(**switches), codec, shapes, host_data=kind == "simcc")
     assert torch.isfinite(parts["loss"])
+
+
+@pytest.mark.xfail(strict=True, raises=HostSync,
+                   reason="MSRAHeatmap.decode: torch.as_tensor(self.scale_factor, device=...) every call, a host-to-"
+                          "device copy that waits on a GPU (rspose/codecs, owned elsewhere: multiply by Python floats)")
+def test_heatmap_decoding_in_instance_sort_copies_no_host_data():
+    _loss_step(RankingLoss(), heatmap_codec(), _heatmap_shapes, host_data=True)
 
 
 def test_baselines_never_sync():
