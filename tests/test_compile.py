@@ -125,3 +125,21 @@ def test_model_compile_trains_like_eager_without_recompiling(kind, monkeypatch, 
     assert set(module.state_dict()) == set(PoseLitModule(
         TinyConvBackbone(8), HeatmapHead(deconv_out_channels=(), deconv_kernel_sizes=()) if kind == "heatmap"
         else SimCCHead(), codec=codec, spec=COCO, loss=RankingLoss()).state_dict())  # checkpoints load either way
+
+
+def test_the_config_key_model_compile(tmp_path):
+    """``model.compile`` is a typed switch of the CLI, off by default; on, the network and the loss are compiled."""
+    from pathlib import Path
+
+    from rspose.cli import run_lightning_cli
+    from rspose.data.synthetic import generate_synthetic_coco
+
+    root = Path(__file__).resolve().parents[1]
+    generate_synthetic_coco(tmp_path / "synth", num_train=4, num_val=2, seed=1)
+    args = ["--config", str(root / "configs/quickstart.yaml"), "--data.root", str(tmp_path / "synth"),
+            "--data.num_workers", "0", "--trainer.default_root_dir", str(tmp_path)]
+    off = run_lightning_cli(args, run=False).model
+    on = run_lightning_cli([*args, "--model.compile", "true"], run=False).model
+    assert off.model._compiled_call_impl is None and off.loss._compiled_call_impl is None
+    assert on.model._compiled_call_impl is not None and on.loss._compiled_call_impl is not None
+    assert on.hparams.compile is True and off.hparams.compile is False
