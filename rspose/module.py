@@ -59,9 +59,10 @@ class PoseLitModule(LightningModule):
             mmpose 1.x / 0.x, ViTPose or rspose files (:func:`rspose.models.pretrained.load_pose_weights`).
         init_from_strict: with ``init_from``, fail unless every tensor is filled and nothing is left over
             (``False``: load what fits and warn).
-        compile: ``torch.compile`` the network and the loss, each as one graph (``fullgraph=True``: a graph break
-            is an error) with static shapes (an epoch's last, smaller batch compiles once and is reused in every
-            epoch). Off by default; docs/performance.md has the measured speed.
+        compile: ``torch.compile`` the network and the loss for ``fit`` (its training and validation), each as one
+            graph (``fullgraph=True``: a graph break is an error) with static shapes (an epoch's last, smaller batch
+            compiles once and is reused in every epoch). Inference and export stay eager. Off by default;
+            docs/performance.md has the measured speed.
 
     The training step never waits for the device (no host synchronisation): a non-finite training loss is
     recorded on the device and raised as a ``FloatingPointError`` at the next logging step
@@ -126,10 +127,6 @@ class PoseLitModule(LightningModule):
         self.val_metric: PoseEvaluator | None = None
         self.test_metric: PoseEvaluator | None = None
         self._nonfinite: _NonFiniteWatch | None = None
-        if compile:
-            # nn.Module.compile keeps the state-dict keys (checkpoints load either way)
-            self.model.compile(fullgraph=True, dynamic=False)
-            self.loss.compile(fullgraph=True, dynamic=False)
 
     # ------------------------------------------------------------------ forward and decoding
     def forward(self, image: Tensor) -> HeadOutput:
@@ -177,9 +174,8 @@ class PoseLitModule(LightningModule):
         if logs_now:
             self._raise_if_nonfinite()
         batch_size = batch["image"].shape[0]
-        optional = getattr(self.loss, "optional_parts", ())
         for name, value in parts.items():
-            if name in optional and not (logs_now and bool(torch.isfinite(value))):
+            if name in self.loss.optional_parts and not (logs_now and bool(torch.isfinite(value))):
                 continue  # NaN = nothing to measure in this batch; only read at a logging step
             self.log(f"train/{name}", value.detach(), batch_size=batch_size, prog_bar=name == "loss")
         return loss
@@ -217,6 +213,10 @@ class PoseLitModule(LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.compile and self.model._compiled_call_impl is None:
+            # nn.Module.compile keeps the state-dict keys (checkpoints load either way)
+            self.model.compile(fullgraph=True, dynamic=False)
+            self.loss.compile(fullgraph=True, dynamic=False)
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None:
             return

@@ -128,7 +128,8 @@ def test_model_compile_trains_like_eager_without_recompiling(kind, monkeypatch, 
 
 
 def test_the_config_key_model_compile(tmp_path):
-    """``model.compile`` is a typed switch of the CLI, off by default; on, the network and the loss are compiled."""
+    """``model.compile`` is a typed switch of the CLI, off by default; on, ``fit`` compiles the network and the loss
+    (at ``setup("fit")``); a module built for inference or export stays eager."""
     from pathlib import Path
 
     from rspose.cli import run_lightning_cli
@@ -140,6 +141,9 @@ def test_the_config_key_model_compile(tmp_path):
             "--data.num_workers", "0", "--trainer.default_root_dir", str(tmp_path)]
     off = run_lightning_cli(args, run=False).model
     on = run_lightning_cli([*args, "--model.compile", "true"], run=False).model
+    assert on.model._compiled_call_impl is None  # not before fit
+    for module in (off, on):
+        module.setup("fit")
     assert off.model._compiled_call_impl is None and off.loss._compiled_call_impl is None
     assert on.model._compiled_call_impl is not None and on.loss._compiled_call_impl is not None
     assert on.hparams.compile is True and off.hparams.compile is False

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -85,7 +85,7 @@ class RankingLoss(PoseLoss):
 
     sigmoid_outputs = True
     #: parts that may be NaN when the batch has nothing to measure (the module logs them only when finite)
-    optional_parts = ("oks_train_misplaced",)
+    optional_parts: ClassVar[tuple[str, ...]] = ("oks_train_misplaced",)
 
     def __init__(
         self,
