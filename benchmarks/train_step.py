@@ -145,22 +145,28 @@ def make_sized_module(size: str, loss: str, compile: bool = False) -> PoseLitMod
                          **extra)
 
 
-def median_ms(fn: Any, warmup: int, repeats: int) -> tuple[float, float]:
-    """(first call in s, median of ``repeats`` calls after ``warmup`` further calls in ms)."""
+def timed(fn: Any) -> float:
     start = time.perf_counter()
     fn()
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        fn()
-    runs = []
+    return time.perf_counter() - start
+
+
+def interleaved(runs: dict[str, Any], warmup: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """{name: (first call in s, median ms)}: each callable's first call (a compile), ``warmup`` more calls, then
+    ``repeats`` rounds that call them in turn (so that a load change on the shared machine hits both alike)."""
+    first = {name: timed(fn) for name, fn in runs.items()}
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return first, statistics.median(runs) * 1e3
+        for name, fn in runs.items():
+            times[name].append(timed(fn))
+    return {name: (first[name], statistics.median(times[name]) * 1e3) for name in runs}
 
 
-def time_loss(module: PoseLitModule, batch: dict, compile: bool, warmup: int, repeats: int) -> tuple[float, float]:
+def loss_run(module: PoseLitModule, batch: dict, compile: bool) -> Any:
+    """Forward + backward of the loss alone on fixed random logits."""
     loss = torch.compile(module.loss, fullgraph=True, dynamic=False) if compile else module.loss
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(batch["heatmaps"].shape, generator=gen)
@@ -169,11 +175,14 @@ def time_loss(module: PoseLitModule, batch: dict, compile: bool, warmup: int, re
         p = logits.detach().requires_grad_(True)
         loss(p, batch)["loss"].backward()
 
-    return median_ms(run, warmup, repeats)
+    return run
 
 
-def time_step(module: PoseLitModule, batches: list[dict], warmup: int, repeats: int) -> tuple[float, float]:
+def step_run(module: PoseLitModule, batches: list[dict]) -> Any:
+    """One training step of a plain loop: forward, loss, backward, Adam step."""
     module.train()
+    if module.hparams.get("compile"):
+        module.setup("fit")
     hp = module.hparams
     optimizer = build_optimizer(build_param_groups(module.model, hp.weight_decay, hp.layer_decay), hp.optimizer, hp.lr)
     state = {"i": 0}
@@ -186,30 +195,30 @@ def time_step(module: PoseLitModule, batches: list[dict], warmup: int, repeats: 
         value.backward()
         optimizer.step()
 
-    return median_ms(run, warmup, repeats)
+    return run
 
 
 def compile_table(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
+    modes = [False] if args.no_compile else [False, True]
     for size in args.sizes:
         batch_size = args.batch or SIZES[size][2]
         batches = make_batches(make_sized_module(size, "mse"), batch_size, 3)
         for loss in args.losses:
-            modes = [False] if args.no_compile else [False, True]
-            parts = [("loss fwd+bwd", time_loss)] + ([] if args.loss_only else [("train step", None)])
-            for what, _ in parts:
-                row: dict[str, Any] = {"size": size, "batch": batch_size, "loss": loss, "what": what}
+            parts = ["loss fwd+bwd"] + ([] if args.loss_only else ["train step"])
+            for what in parts:
+                runs = {}
                 for compile in modes:
                     torch.manual_seed(0)
-                    if what == "loss fwd+bwd":
-                        module = make_sized_module(size, loss)
-                        first, ms = time_loss(module, batches[0], compile, args.warmup, args.repeats)
-                    else:
-                        module = make_sized_module(size, loss, compile=compile)
-                        first, ms = time_step(module, batches, args.warmup, args.step_repeats)
                     key = "compiled" if compile else "eager"
-                    row[f"{key}_ms"] = ms
-                    row[f"{key}_first_s"] = first
+                    if what == "loss fwd+bwd":
+                        runs[key] = loss_run(make_sized_module(size, loss), batches[0], compile)
+                    else:
+                        runs[key] = step_run(make_sized_module(size, loss, compile=compile), batches)
+                repeats = args.repeats if what == "loss fwd+bwd" else args.step_repeats
+                row: dict[str, Any] = {"size": size, "batch": batch_size, "loss": loss, "what": what}
+                for key, (first, ms) in interleaved(runs, args.warmup, repeats).items():
+                    row[f"{key}_ms"], row[f"{key}_first_s"] = ms, first
                     print(f"  {size} {loss} {what} {key}: {ms:.1f} ms (first call {first:.1f} s)", flush=True)
                 rows.append(row)
     print(f"\n{args.threads} thread(s), CPU, median ms; compile = the first compiled call, s")

@@ -203,6 +203,9 @@ class PoseLitModule(LightningModule):
             "diverged or the batch holds NaN/inf; lower model.lr, set trainer.gradient_clip_val, or check the data"
         )
 
+    def on_train_start(self) -> None:
+        self._nonfinite = None  # a fresh record per fit
+
     def on_train_end(self) -> None:
         self._raise_if_nonfinite()
 
