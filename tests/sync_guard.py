@@ -31,10 +31,12 @@ def _is_mask(index: object) -> bool:
 def no_host_sync(host_data: bool = False) -> Iterator[None]:
     """Inside: ``Tensor.__bool__``, ``.item()``, ``.tolist()``, ``int()``/``float()``/``__index__``, ``.numpy()``,
     ``nonzero`` (and the other data-dependent-size functions; ``nonzero_static`` is fine) and boolean-mask
-    indexing raise :class:`HostSync`; on CUDA, ``torch.cuda.set_sync_debug_mode("error")`` as well.
+    indexing raise :class:`HostSync`.
 
     ``host_data=True`` also refuses ``torch.tensor`` / ``torch.as_tensor`` of host data (a list, a number, a
-    numpy array): on a GPU that is a copy from pageable host memory, which waits for the device."""
+    numpy array): on a GPU that is a copy from pageable host memory, which waits for the device; and on CUDA it
+    sets ``torch.cuda.set_sync_debug_mode("error")`` (every synchronisation raises; without ``host_data``:
+    ``"warn"``)."""
     saved: list[tuple[object, str, object]] = []
 
     def patch(owner: object, name: str, replacement: object) -> None:
@@ -80,7 +82,7 @@ def no_host_sync(host_data: bool = False) -> Iterator[None]:
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
+        torch.cuda.set_sync_debug_mode("error" if host_data else "warn")
     try:
         yield
     finally:
@@ -96,6 +98,10 @@ def heatmap_codec() -> MSRAHeatmap:
 
 def simcc_codec() -> SimCCLabel:
     return SimCCLabel(input_size=(48, 64), sigma=2.0)
+
+
+#: where the guarded tests run: the GPU when there is one
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def make_batch(codec: Codec, b: int = 6, k: int = 17, seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:

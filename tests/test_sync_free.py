@@ -8,7 +8,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
-from sync_guard import HostSync, heatmap_codec, make_batch, no_host_sync, simcc_codec
+from sync_guard import DEVICE, HostSync, heatmap_codec, make_batch, no_host_sync, simcc_codec
 from torch.utils.data import DataLoader
 
 from rspose.data.specs import COCO
@@ -49,9 +49,10 @@ def test_the_guard_catches_every_kind_of_sync():
 
 def _loss_step(loss, codec, output_shape_of, host_data: bool = True) -> dict[str, torch.Tensor]:
     loss.bind(codec, COCO)
-    batch = make_batch(codec)
+    loss.to(DEVICE)
+    batch = make_batch(codec, device=DEVICE)
     gen = torch.Generator().manual_seed(1)
-    outputs = [torch.randn(*shape, generator=gen, requires_grad=True) for shape in output_shape_of(batch)]
+    outputs = [torch.randn(*shape, generator=gen).to(DEVICE).requires_grad_(True) for shape in output_shape_of(batch)]
     output = outputs[0] if len(outputs) == 1 else tuple(outputs)
     with no_host_sync(host_data=host_data):
         parts = loss(output, batch)
@@ -115,7 +116,7 @@ def test_lightning_training_steps_never_sync(kind, loss_name, tmp_path):
     module = GuardedModule(TinyConvBackbone(8), head, codec=codec, spec=COCO, loss=loss, warmup_iters=0,
                            flip_test=False)
     batches = [make_batch(codec, seed=i) for i in range(4)]
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=3, log_every_n_steps=50, logger=False,
+    trainer = pl.Trainer(accelerator="gpu" if DEVICE == "cuda" else "cpu", devices=1, max_steps=3, log_every_n_steps=50, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=tmp_path)
     GuardedModule.guarded_steps = 0
