@@ -61,7 +61,8 @@ class RankSortOutput:
     """Result of :func:`rank_sort` for R evaluated sets out of G.
 
     Attributes:
-        rank: (R,) float64 Rank error of each evaluated set (0 for a set without positives).
+        rank: (R,) float64 Rank error of each evaluated set (0 for a set without positives; NaN, like its sort
+            error and gradient row, for a set with more positives than ``max_pos``).
         sort: (R,) float64 Sort error of each evaluated set.
         num_pos: (R,) int64 number of positives of each evaluated set.
         grad: (G, M) float32 identity-update gradient of each evaluated set divided by its number of
