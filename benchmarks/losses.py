@@ -3,7 +3,8 @@
 Run:  PYTHONPATH=. python benchmarks/losses.py [--batch 32] [--threads 2] [--json out.json]
 
 Rows (all forward + backward, best of --repeats runs after a warm-up, milliseconds):
-* MSE and Spatial-RS (heatmap scope, and batch scope) on (B, 17, 64, 48) logits with sigma-2 MSRA targets at
+* MSE and Spatial-RS (heatmap scope, with the positives read from the data or bounded by the codec as in
+  RankingLoss, and batch scope) on (B, 17, 64, 48) logits with sigma-2 MSRA targets at
   random locations (logits ~ N(0, 1): every pixel interacts with the positives, the worst case);
 * Spatial-RS + Instance-Sort (instance confidence from the heatmaps, random OKS quality);
 * the reference loop of tests/rs_reference.py (one Python iteration per positive, the way the RS loss of the
@@ -30,12 +31,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from rspose.codecs import MSRAHeatmap  # noqa: E402
 from rspose.losses import (  # noqa: E402
     InstanceSortLoss,
     SpatialRSLoss,
     instance_confidence,
     keypoint_mse,
     kl_discrete,
+    max_positives,
 )
 
 K = 17
@@ -136,6 +139,11 @@ def main() -> None:
     mse = keypoint_mse
     res["mse_ms"] = timed(fwd_bwd(lambda p: mse(p, target, weight), pred), args.repeats)
     res["rs_ms"] = timed(fwd_bwd(lambda p: spatial(p, target, weight), pred), args.repeats)
+    # the static path RankingLoss takes: the positives bounded by the codec's Gaussian (sigma 2: a 13 x 13 window)
+    bound = max_positives(MSRAHeatmap(sigma=2.0), 0.0)[0]
+    res["rs_static_ms"] = timed(
+        fwd_bwd(lambda p: rs_module(p, target, weight, max_positives=bound)["loss"], pred), args.repeats
+    )
     res["rs_is_ms"] = timed(
         fwd_bwd(lambda p: spatial(p, target, weight) + instance(instance_confidence(p, weight), quality), pred),
         args.repeats,
@@ -183,6 +191,7 @@ def main() -> None:
     rows += [
         ("MSE (B,17,64,48)", ms["mse_ms"], ""),
         ("Spatial-RS heatmap scope (B,17,64,48)", ms["rs_ms"], f"{ms['rs_ms'] / ms['mse_ms']:.0f}x MSE"),
+        (f"  the same, static bound ({bound} positives)", ms["rs_static_ms"], "no host synchronisation"),
         ("Spatial-RS + Instance-Sort", ms["rs_is_ms"], ""),
         ("Spatial-RS batch scope (ablation)", ms["rs_batch_scope_ms"], ""),
         (

@@ -77,6 +77,14 @@ class PoseLitModule(LightningModule):
         init_from_strict: with ``init_from``, fail unless every tensor is filled and nothing is left over
             (``False``: load what fits and warn). Neither is ever taken back from a checkpoint's hyperparameters
             (``--ckpt_path``, :meth:`load_from_checkpoint`): the checkpoint holds the weights.
+        compile: ``torch.compile`` the network and the loss for ``fit`` (its training and validation), each as one
+            graph (``fullgraph=True``: a graph break is an error) with static shapes (an epoch's last, smaller batch
+            compiles once and is reused in every epoch). Inference and export stay eager. Off by default;
+            docs/performance.md has the measured speed.
+
+    The training step never waits for the device (no host synchronisation): a non-finite training loss is
+    recorded on the device and raised as a ``FloatingPointError`` at the next logging step
+    (``trainer.log_every_n_steps``), at the last batch of an epoch and at the end of training.
     """
 
     def __init__(
@@ -107,6 +115,7 @@ class PoseLitModule(LightningModule):
         eval_diagnostics: bool = False,
         init_from: str | None = None,
         init_from_strict: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         check_hparam_ranges(locals())
@@ -136,6 +145,7 @@ class PoseLitModule(LightningModule):
         self.flip_indices = list(spec.flip_indices)
         self.val_metric: PoseEvaluator | None = None
         self.test_metric: PoseEvaluator | None = None
+        self._nonfinite: _NonFiniteWatch | None = None
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> PoseLitModule:
@@ -179,18 +189,50 @@ class PoseLitModule(LightningModule):
         return self.loss(output, batch)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """One step; nothing here waits for the device except at the steps that write logs (see the class)."""
         parts = self.compute_loss(self(batch["image"]), batch)
         loss = parts["loss"]
-        if not bool(torch.isfinite(loss)) and not self._scaler_skips_nonfinite():
-            values = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
-            raise FloatingPointError(
-                f"non-finite training loss at epoch {self.current_epoch}, step {self.global_step} ({values}): the model "
-                "diverged or the batch holds NaN/inf; lower model.lr, set trainer.gradient_clip_val, or check the data"
-            )
+        if self._nonfinite is None:
+            self._nonfinite = _NonFiniteWatch()
+        self._nonfinite.record(parts)
+        logs_now = self._logs_this_step(batch_idx)
+        if logs_now:
+            self._raise_if_nonfinite()
         batch_size = batch["image"].shape[0]
         for name, value in parts.items():
+            if name in self.loss.optional_parts and not (logs_now and bool(torch.isfinite(value))):
+                continue  # NaN = nothing to measure in this batch; only read at a logging step
             self.log(f"train/{name}", value.detach(), batch_size=batch_size, prog_bar=name == "loss")
         return loss
+
+    def _logs_this_step(self, batch_idx: int) -> bool:
+        """Lightning writes this step's logs (every ``log_every_n_steps``), or it is the epoch's last batch; True
+        outside a Trainer."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        connector = getattr(trainer, "_logger_connector", None)
+        logs = True if connector is None else bool(connector.should_update_logs)
+        return logs or batch_idx + 1 >= trainer.num_training_batches
+
+    def _raise_if_nonfinite(self) -> None:
+        """Raise if a training loss since the start was NaN or inf (reads the device-side record: a sync)."""
+        watch = self._nonfinite
+        if watch is None or self._scaler_skips_nonfinite() or not bool(watch.seen):
+            return
+        values = ", ".join(f"{k}={float(v):.4g}" for k, v in watch.values.items())
+        first = int(watch.first)
+        raise FloatingPointError(
+            f"non-finite training loss at epoch {self.current_epoch}, step {self.global_step} (first at training "
+            f"batch {first} of this run, {watch.calls - first} batch(es) before this check; {values}): the model "
+            "diverged or the batch holds NaN/inf; lower model.lr, set trainer.gradient_clip_val, or check the data"
+        )
+
+    def on_train_start(self) -> None:
+        self._nonfinite = None  # a fresh record per fit
+
+    def on_train_end(self) -> None:
+        self._raise_if_nonfinite()
 
     def _scaler_skips_nonfinite(self) -> bool:
         """fp16 mixed precision: a GradScaler skips steps with inf/NaN gradients and lowers its scale."""
@@ -199,6 +241,10 @@ class PoseLitModule(LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.compile and self.model._compiled_call_impl is None:
+            # nn.Module.compile keeps the state-dict keys (checkpoints load either way)
+            self.model.compile(fullgraph=True, dynamic=False)
+            self.loss.compile(fullgraph=True, dynamic=False)
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None:
             return
@@ -278,3 +324,36 @@ class PoseLitModule(LightningModule):
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class _NonFiniteWatch:
+    """Device-side record of the first non-finite training loss: no host synchronisation until it is read.
+
+    ``seen``: bool scalar; ``first``: int64 scalar, the 1-based count of :meth:`record` calls at the first
+    non-finite loss (0 when none); ``values``: that step's parts; ``calls``: the number of records (host int).
+    """
+
+    def __init__(self) -> None:
+        self.seen: Tensor | None = None
+        self.first: Tensor | None = None
+        self.count: Tensor | None = None
+        self.values: dict[str, Tensor] = {}
+        self.calls = 0
+
+    def record(self, parts: dict[str, Tensor]) -> None:
+        loss = parts["loss"].detach()
+        if self.seen is None or self.seen.device != loss.device:
+            self.seen = torch.zeros((), dtype=torch.bool, device=loss.device)
+            self.first = torch.zeros((), dtype=torch.long, device=loss.device)
+            self.count = torch.zeros((), dtype=torch.long, device=loss.device)
+            self.values = {}
+        self.calls += 1
+        self.count = self.count + 1
+        bad = ~torch.isfinite(loss)
+        new = bad & ~self.seen
+        self.first = torch.where(new, self.count, self.first)
+        for name, value in parts.items():
+            old = self.values.get(name)
+            value = value.detach().float()
+            self.values[name] = value if old is None else torch.where(new, value, old)
+        self.seen = self.seen | bad

@@ -15,8 +15,8 @@ from rspose.losses.kl import KLDiscretLoss, kl_discrete
 from rspose.losses.mse import KeypointMSELoss, keypoint_mse
 from rspose.losses.quality import MIN_QUALITY, instance_confidence, keypoint_max_logits, oks_quality
 from rspose.losses.rank_sort import DEFAULT_DELTA, RankSortOutput, rank_sort, smoothed_step
-from rspose.losses.ranking import RankingLoss
-from rspose.losses.spatial_rs import SpatialRSLoss, identity_update
+from rspose.losses.ranking import RankingLoss, max_positives
+from rspose.losses.spatial_rs import SpatialRSLoss, attach_gradient, identity_update
 
 __all__ = [
     "DEFAULT_DELTA",
@@ -29,10 +29,12 @@ __all__ = [
     "RankSortOutput",
     "RankingLoss",
     "SpatialRSLoss",
+    "attach_gradient",
     "identity_update",
     "instance_confidence",
     "keypoint_max_logits",
     "keypoint_mse",
+    "max_positives",
     "kl_discrete",
     "oks_quality",
     "rank_sort",

@@ -38,12 +38,15 @@ class PoseLoss(nn.Module):
         codec_dims: the codec kinds this loss can train: 2 (heatmaps), 1 (SimCC vectors) or both.
         sigmoid_outputs: the head's outputs are logits to pass through a sigmoid before decoding (the ranking
             losses; flip averaging stays on logits, see docs/method.md). Evaluation and inference read it.
+        optional_parts: logged parts that are NaN when a batch has nothing to measure; the module logs them only
+            where they are finite, and only at logging steps (reading them waits for the device).
 
     Subclasses implement :meth:`forward` and may extend :meth:`bind` (call ``super().bind``).
     """
 
     codec_dims: ClassVar[tuple[int, ...]] = (1, 2)
     sigmoid_outputs: ClassVar[bool] = False
+    optional_parts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()

@@ -18,7 +18,7 @@ How it is computed (no positives x pixels tensor is ever built):
 * Window sums against the positives (fp(i), rank_pos(i), the current sorting numerator, and the gradient
   of every negative). H(v - t_i) is 0, linear or 1 depending on where v lies among t_i - delta and
   t_i + delta, so the 2P thresholds of a set are sorted once and every element is located among them
-  with ONE ``searchsorted`` (k = number of thresholds <= v). Counts and sums of v per k (``bincount``)
+  with ONE ``searchsorted`` (k = number of thresholds <= v). Counts and sums of v per k (``index_add_``)
   and their prefix sums give, for every positive, the number of elements above its window and the
   count and sum of those inside it: fp(i) and rank_pos(i) exactly, in O(M log P) per set. The gradient
   of a negative, sum_i w_i H(v - t_i), is three look-ups in prefix-sum tables indexed by the same k.
@@ -28,6 +28,9 @@ How it is computed (no positives x pixels tensor is ever built):
   built in reused float32 buffers and reduced with ``bmm``; then the target sums are rank_pos - Z.
   Very large sets (the pooled ``"batch"`` scope, ~10^5 positives) use an exact merge-sort tree instead
   (2-D dominance sums, O(P log^2 P), float64).
+* Static shapes: the positives of a set sit in P padded slots, P = ``max_pos`` when the caller knows a bound
+  (Spatial-RS: the codec's positive disc; Instance-Sort: the set size), so that nothing waits for the device
+  and ``torch.compile`` sees one graph; without a bound P is read from the data (one host synchronisation).
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class RankSortOutput:
     """Result of :func:`rank_sort` for R evaluated sets out of G.
 
     Attributes:
-        rank: (R,) float64 Rank error of each evaluated set (0 for a set without positives).
+        rank: (R,) float64 Rank error of each evaluated set (0 for a set without positives; NaN, like its sort
+            error and gradient row, for a set with more positives than ``max_pos``).
         sort: (R,) float64 Sort error of each evaluated set.
         num_pos: (R,) int64 number of positives of each evaluated set.
         grad: (G, M) float32 identity-update gradient of each evaluated set divided by its number of
@@ -87,6 +91,7 @@ def rank_sort(
     pairs: PairsMode = "auto",
     chunk_elements: int | None = None,
     chunk_pairs: int | None = None,
+    max_pos: int | None = None,
 ) -> RankSortOutput:
     """Rank and Sort errors of G sets of M elements, with their identity-update gradients.
 
@@ -101,6 +106,11 @@ def rank_sort(
             one set exceed ``CHUNK_PAIRS`` or 3 per input element, as in the pooled ``"batch"`` scope).
         chunk_elements / chunk_pairs: memory bounds of one chunk (elements, and sets x P x P pairs); by
             default ``CHUNK_ELEMENTS`` and ``CHUNK_PAIRS`` capped relative to the input size (see there).
+        max_pos: P, a bound on the number of positives of one set known in advance (e.g. the size of a
+            codec's positive disc). Given, every shape is static and nothing waits for the device (no
+            host synchronisation, no graph break under ``torch.compile``); a set with more positives gets a
+            NaN rank, sort and gradient, never a silently truncated set. None: P is read from the data (one
+            host synchronisation).
 
     Returns:
         :class:`RankSortOutput`.
@@ -115,24 +125,35 @@ def rank_sort(
         raise ValueError(f"rank_sort: delta must be >= 0, got {delta}")
     if pairs not in ("auto", "dense", "tree"):
         raise ValueError(f"rank_sort: pairs must be 'auto', 'dense' or 'tree', got {pairs!r}")
+    if max_pos is not None and max_pos < 1:
+        raise ValueError(f"rank_sort: max_pos must be >= 1 (or None), got {max_pos}")
     num_sets, num_el = logits.shape
     device = logits.device
-    rows = torch.arange(num_sets, device=device) if rows is None else rows.to(device=device, dtype=torch.long)
+    num_rows = num_sets if rows is None else rows.numel()
+    if rows is not None:
+        rows = rows.to(device=device, dtype=torch.long)
     grad = torch.zeros(num_sets, num_el, dtype=torch.float32, device=device)
-    rank = torch.zeros(rows.numel(), dtype=torch.float64, device=device)
+    rank = torch.zeros(num_rows, dtype=torch.float64, device=device)
     sort = torch.zeros_like(rank)
-    if rows.numel() == 0 or num_el == 0:
-        return RankSortOutput(rank, sort, torch.zeros_like(rows), grad)
+    if num_rows == 0 or num_el == 0:
+        return RankSortOutput(rank, sort, torch.zeros(num_rows, dtype=torch.long, device=device), grad)
 
-    positive = labels.index_select(0, rows) > 0
-    if mask is not None:
-        positive &= mask.index_select(0, rows)
-    num_pos = positive.sum(1)
-    del positive
-    max_pos = int(num_pos.max())
-    if max_pos == 0:
-        return RankSortOutput(rank, sort, num_pos, grad)
-    total = rows.numel() * num_el
+    def select(x: Tensor, chunk: slice) -> Tensor:
+        if rows is None:
+            return x if chunk.start == 0 and chunk.stop >= num_sets else x[chunk]
+        return x.index_select(0, rows[chunk])
+
+    if max_pos is None:
+        positive = select(labels, slice(0, num_rows)) > 0
+        if mask is not None:
+            positive &= select(mask, slice(0, num_rows))
+        num_pos = positive.sum(1)
+        del positive
+        max_pos = int(num_pos.max())  # the one host synchronisation of the data-dependent path
+        if max_pos == 0:
+            return RankSortOutput(rank, sort, num_pos, grad)
+    max_pos = min(max_pos, num_el)
+    total = num_rows * num_el
     if chunk_elements is None:
         chunk_elements = min(CHUNK_ELEMENTS, max(num_el, total // 4))
     if chunk_pairs is None:
@@ -141,36 +162,36 @@ def rank_sort(
     per_chunk = max(1, chunk_elements // num_el)
     if dense:
         per_chunk = max(1, min(per_chunk, chunk_pairs // (max_pos * max_pos)))
-    per_chunk = min(per_chunk, rows.numel())
-    buffers = _Buffers(per_chunk, max_pos, dense, device)
-    for start in range(0, rows.numel(), per_chunk):
-        chunk_rows = rows[start : start + per_chunk]
-        out_rank, out_sort, out_grad = _rank_sort_chunk(
-            logits.index_select(0, chunk_rows),
-            labels.index_select(0, chunk_rows),
-            None if mask is None else mask.index_select(0, chunk_rows),
+    per_chunk = min(per_chunk, num_rows)
+    shape = (per_chunk, max_pos, max_pos) if dense else (0,)
+    buffers = (torch.empty(shape, dtype=torch.float32, device=device),
+               torch.empty(shape, dtype=torch.float32, device=device))
+    counts = []
+    for start in range(0, num_rows, per_chunk):
+        chunk = slice(start, min(start + per_chunk, num_rows))
+        out_rank, out_sort, out_grad, out_num = _rank_sort_chunk(
+            select(logits, chunk),
+            select(labels, chunk),
+            None if mask is None else select(mask, chunk),
             float(delta),
             dense,
             chunk_elements,
+            max_pos,
             buffers,
         )
-        rank[start : start + per_chunk] = out_rank
-        sort[start : start + per_chunk] = out_sort
-        grad.index_copy_(0, chunk_rows, out_grad)
-    return RankSortOutput(rank, sort, num_pos, grad)
-
-
-class _Buffers:
-    """Pair buffers reused across chunks (fresh multi-MB allocations cost page faults on every chunk)."""
-
-    def __init__(self, sets: int, max_pos: int, dense: bool, device: torch.device) -> None:
-        shape = (sets, max_pos, max_pos) if dense else (0,)
-        self.pairs = torch.empty(shape, dtype=torch.float32, device=device)
-        self.mask = torch.empty(shape, dtype=torch.float32, device=device)
-
-    def get(self, g: int, p: int) -> tuple[Tensor, Tensor]:
-        n = g * p * p
-        return self.pairs.view(-1)[:n].view(g, p, p), self.mask.view(-1)[:n].view(g, p, p)
+        counts.append(out_num)
+        if per_chunk >= num_rows:
+            rank, sort = out_rank, out_sort
+        else:
+            rank[chunk] = out_rank
+            sort[chunk] = out_sort
+        if rows is None and per_chunk >= num_sets:
+            grad = out_grad
+        elif rows is None:
+            grad[chunk] = out_grad
+        else:
+            grad.index_copy_(0, rows[chunk], out_grad)
+    return RankSortOutput(rank, sort, torch.cat(counts) if len(counts) > 1 else counts[0], grad)
 
 
 def _rank_sort_chunk(
@@ -180,9 +201,11 @@ def _rank_sort_chunk(
     delta: float,
     dense: bool,
     chunk_elements: int,
-    buffers: _Buffers,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One chunk of g sets: s, y (g, M). Returns rank (g,), sort (g,) float64 and grad (g, M) float32."""
+    max_pos: int,
+    buffers: tuple[Tensor, Tensor],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One chunk of g sets: s, y (g, M). Returns rank (g,), sort (g,) float64, grad (g, M) float32 and the
+    number of positives (g,) int64. Static shapes: the positives sit in ``max_pos`` padded slots."""
     g, num_el = s.shape
     device = s.device
     s = s.float()
@@ -190,20 +213,20 @@ def _rank_sort_chunk(
     positive = y > 0
     if mask is not None:
         positive &= mask
-    pos_rows, pos_cols = positive.nonzero(as_tuple=True)
-    num_pos = torch.bincount(pos_rows, minlength=g)
-    max_pos = max(int(num_pos.max()), 1)
-    slot = torch.arange(pos_rows.numel(), device=device) - (num_pos.cumsum(0) - num_pos)[pos_rows]
+    num_pos = positive.sum(1)
+    overflow = num_pos > max_pos
+    # The positives of each set in slots 0..P_g-1 (in column order, as nonzero would give), padded to max_pos.
+    columns = torch.arange(num_el, device=device)
+    order = torch.where(positive, num_el - columns, 0).topk(max_pos, dim=1).indices  # (g, P)
+    slot_of = positive.long().cumsum(1) - 1  # (g, M): the slot of each positive
+    in_slot = positive & (slot_of < max_pos)
+    slot_of = slot_of.clamp(0, max_pos - 1)
+    valid = torch.arange(max_pos, device=device) < num_pos[:, None]
     has_pos = num_pos > 0
     denom = num_pos.clamp(min=1).double()
 
-    # The positives of each set in slots 0..P_g-1, padded to max_pos.
-    sp = s.new_zeros(g, max_pos)
-    sp[pos_rows, slot] = s[pos_rows, pos_cols]
-    yp = torch.full_like(sp, float("nan"))
-    yp[pos_rows, slot] = y[pos_rows, pos_cols]
-    valid = torch.zeros(g, max_pos, dtype=torch.bool, device=device)
-    valid[pos_rows, slot] = True
+    sp = torch.where(valid, s.gather(1, order), 0.0)
+    yp = torch.where(valid, y.gather(1, order), float("nan"))
 
     # Float64, relative to the largest positive logit of each set.
     ref = torch.where(valid, sp, torch.finfo(torch.float32).min).amax(1).double()
@@ -215,8 +238,10 @@ def _rank_sort_chunk(
         thresholds = torch.cat([torch.where(valid, t - delta, inf), torch.where(valid, t + delta, inf)], 1)
     else:
         thresholds = torch.where(valid, t, inf)
-    thresholds, order = thresholds.sort(1)
-    where = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=device).expand_as(order))
+    thresholds, sorted_by = thresholds.sort(1)
+    where = torch.empty_like(sorted_by).scatter_(
+        1, sorted_by, torch.arange(sorted_by.shape[1], device=device).expand_as(sorted_by)
+    )
     # For positive i: elements with k > upper[i] see H = 1; lower[i] < k <= upper[i] the linear part.
     upper = where[:, max_pos:] if delta > 0 else where
     lower = where[:, :max_pos] if delta > 0 else where
@@ -233,14 +258,16 @@ def _rank_sort_chunk(
     low = -torch.finfo(torch.float64).max
     for c0 in range(0, num_el, col_chunk):
         flat, v = _locate(s[:, c0 : c0 + col_chunk], ref, thresholds, row_offset, mask, c0, low)
-        hist_n += torch.bincount(flat.view(-1), minlength=g * bins)
-        hist_v += torch.bincount(flat.view(-1), weights=v.view(-1), minlength=g * bins)
+        hist_n.index_add_(0, flat.view(-1), torch.ones_like(v).view(-1))
+        hist_v.index_add_(0, flat.view(-1), v.view(-1))
         if keep:
             cached.append((flat, v))
-    k_pos = torch.searchsorted(thresholds, t, right=True) + row_offset
-    k_pos = k_pos[valid]
-    w_pos = torch.stack([torch.ones_like(t), t, 1 - yp.double(), (1 - yp.double()) * t], 0)[:, valid]
-    pos_hist = [torch.bincount(k_pos, weights=w, minlength=g * bins).view(g, bins) for w in w_pos]
+    # padded slots go to bin 0 of their set (never counted) with zero weights
+    k_pos = torch.where(valid, torch.searchsorted(thresholds, t, right=True), 0) + row_offset
+    one_minus_y = torch.where(valid, 1 - yp.double(), zero64)
+    w_pos = torch.stack([valid.double(), t, one_minus_y, one_minus_y * t], 0).view(4, -1)
+    pos_hist = torch.zeros(4, g * bins, dtype=torch.float64, device=device).index_add_(1, k_pos.view(-1), w_pos)
+    pos_hist = pos_hist.view(4, g, bins)
     all_n, all_v = hist_n.view(g, bins), hist_v.view(g, bins)
 
     def window(h_n: Tensor, h_v: Tensor) -> Tensor:
@@ -270,8 +297,9 @@ def _rank_sort_chunk(
     rank_on = valid & (fp > EPS)
     coef = torch.where(sort_on, err / torch.where(sort_on, z_sum, torch.ones_like(z_sum)), zero64)
     grad_pos = col_sums(coef) - torch.where(rank_on, l_rank, zero64) - torch.where(sort_on, err, zero64)
-    rank = l_rank.sum(1) / denom
-    sort = err.sum(1) / denom
+    nan64 = torch.full((), float("nan"), dtype=torch.float64, device=device)
+    rank = torch.where(overflow, nan64, l_rank.sum(1) / denom)
+    sort = torch.where(overflow, nan64, err.sum(1) / denom)
 
     # Element pass 2: gradient of every negative, sum_i w_i H(v - t_i) with w_i = lR(i) / fp(i) / |P|.
     w = torch.where(rank_on, l_rank / torch.where(rank_on, fp, torch.ones_like(fp)), zero64) / denom[:, None]
@@ -298,8 +326,10 @@ def _rank_sort_chunk(
         grad[:, c0 : c0 + col_chunk] = out
     if mask is not None:
         grad.masked_fill_(~mask, 0.0)
-    grad[pos_rows, pos_cols] = (grad_pos / denom[:, None])[pos_rows, slot].float()
-    return rank, sort, grad
+    pos_grad = (grad_pos / denom[:, None]).float().gather(1, slot_of)
+    grad = torch.where(in_slot, pos_grad, grad)
+    grad = torch.where(overflow[:, None], float("nan"), grad)
+    return rank, sort, grad, num_pos
 
 
 def _prefix(h: Tensor) -> Tensor:
@@ -330,7 +360,7 @@ def _locate(
 
 # ---------------------------------------------------------------------------------------------------- dense pairs
 def _dense_pairs(
-    sp: Tensor, yp: Tensor, valid: Tensor, t: Tensor, delta: float, buffers: _Buffers
+    sp: Tensor, yp: Tensor, valid: Tensor, t: Tensor, delta: float, buffers: tuple[Tensor, Tensor]
 ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
     """Label-ordered sums from the (g, P, P) pairs B_ij = H(s_j - s_i) [y_j < y_i] of a chunk of sets.
 
@@ -342,7 +372,8 @@ def _dense_pairs(
         per-positive coefficients c (g, P) to sum_i c_i B_ij for every positive j.
     """
     g, p = sp.shape
-    below, lower = buffers.get(g, p)
+    # pair buffers reused across chunks (fresh multi-MB allocations cost page faults on every chunk)
+    below, lower = (b.view(-1)[: g * p * p].view(g, p, p) for b in buffers)
     torch.lt(yp[:, None, :], yp[:, :, None], out=lower)  # y_j < y_i; False in padded rows and columns
     if delta == 0:
         torch.ge(sp[:, None, :], sp[:, :, None], out=below)
@@ -365,32 +396,35 @@ def _dense_pairs(
 
 # ---------------------------------------------------------------------------------------------------- tree pairs
 def _tree_pairs(
-    sp: Tensor, yp: Tensor, valid: Tensor, t: Tensor, delta: float, buffers: _Buffers
+    sp: Tensor, yp: Tensor, valid: Tensor, t: Tensor, delta: float, buffers: tuple[Tensor, Tensor]
 ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
-    """Same contract as :func:`_dense_pairs`, one set at a time with a merge-sort tree (float64, exact)."""
+    """Same contract as :func:`_dense_pairs`, one set at a time with a merge-sort tree (float64, exact).
+
+    The padded slots of a set take part with zero weights, sorted after every positive in both label orders.
+    """
     g, max_pos = sp.shape
     z_sum = torch.zeros(g, max_pos, dtype=torch.float64, device=sp.device)
     z_num = torch.zeros_like(z_sum)
-    per_set: list[tuple[int, Tensor, Tensor, Tensor]] = []
+    inf = torch.full((), float("inf"), dtype=torch.float64, device=sp.device)
+    zero = torch.zeros((), dtype=torch.float64, device=sp.device)
+    per_set: list[tuple[int, Tensor, Tensor, Tensor, Tensor]] = []
     for r in range(g):
-        n = int(valid[r].sum())  # valid positives fill slots 0..n-1
-        if n == 0:
-            continue
-        x, y = t[r, :n], yp[r, :n].double()
-        y_sorted = y.sort().values
-        n_lt = torch.searchsorted(y_sorted, y)  # #{y_j < y_i}: a prefix of the ascending label order
-        n_gt = n - torch.searchsorted(y_sorted, y, right=True)  # #{y_j > y_i}: a prefix of the descending order
-        weights = torch.stack([torch.ones_like(y), 1 - y], 1)
-        below = _prefix_window_sums(x, _positions(torch.argsort(y, stable=True)), n_lt, x, weights, delta)
-        z_sum[r, :n], z_num[r, :n] = below[:, 0], below[:, 1]
-        per_set.append((r, x, _positions(torch.argsort(-y, stable=True)), n_gt))
+        ok, x, y = valid[r], t[r], yp[r].double()
+        up = torch.where(ok, y, inf)  # ascending label order, padding last
+        down = torch.where(ok, -y, inf)  # descending label order, padding last
+        n_lt = torch.searchsorted(up.sort().values, up)  # #{y_j < y_i}: a prefix of the ascending label order
+        n_gt = torch.searchsorted(down.sort().values, down)  # #{y_j > y_i}: a prefix of the descending order
+        weights = torch.stack([ok.double(), torch.where(ok, 1 - y, zero)], 1)
+        below = _prefix_window_sums(x, _positions(torch.argsort(up, stable=True)), n_lt, x, weights, delta)
+        z_sum[r], z_num[r] = torch.where(ok, below[:, 0], zero), torch.where(ok, below[:, 1], zero)
+        per_set.append((r, ok, x, _positions(torch.argsort(down, stable=True)), n_gt))
 
     def col_sums(coef: Tensor) -> Tensor:
         out = torch.zeros_like(z_sum)
-        for r, x, pos_desc, n_gt in per_set:
-            n = x.numel()
+        for r, ok, x, pos_desc, n_gt in per_set:
             # sum_{i: y_i > y_j} c_i H(s_j - s_i): a descending-label prefix, with H(s_j - s_i) = H((-s_i) - (-s_j))
-            out[r, :n] = _prefix_window_sums(-x, pos_desc, n_gt, -x, coef[r, :n, None].double(), delta)[:, 0]
+            c = torch.where(ok, coef[r].double(), zero)[:, None]
+            out[r] = torch.where(ok, _prefix_window_sums(-x, pos_desc, n_gt, -x, c, delta)[:, 0], zero)
         return out
 
     return z_sum, z_num, col_sums

@@ -18,8 +18,9 @@ first reconstruction.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -31,6 +32,10 @@ from rspose.losses.mse import keypoint_mse
 from rspose.losses.quality import ConfidenceKind, instance_confidence, oks_quality
 from rspose.losses.rank_sort import DEFAULT_DELTA
 from rspose.losses.spatial_rs import Scope, SpatialRSLoss
+
+if TYPE_CHECKING:
+    from rspose.codecs.base import Codec
+    from rspose.data.specs import DatasetSpec
 
 InstanceSortMode = Literal["instance", "keypoint", "both"]
 RankingSpace = Literal["logit", "sigmoid"]
@@ -66,7 +71,12 @@ class RankingLoss(PoseLoss):
 
     ``loss(output, batch) -> {"loss", "spatial", "spatial_rank", "spatial_sort"[, "instance_sort", "oks_train"
     [, "oks_train_misplaced"]][, "anchor"]}`` (``oks_train``: mean OKS of the decoded training predictions;
-    ``oks_train_misplaced``: the same over the batch's misplaced crops, when there are any).
+    ``oks_train_misplaced``: the same over the batch's misplaced crops, NaN when it has none; only when the batch
+    has a ``misplaced`` key; listed in ``optional_parts``: the module logs it where it is finite).
+
+    No step waits for the device (no host synchronisation; one graph under ``torch.compile``): the positives
+    of a heatmap (SimCC vector) are bounded by the codec's Gaussian (:func:`max_positives`), a bound fixed at
+    :meth:`bind`; a target with more positives than that (not made by the codec) gives a NaN loss.
 
     Batch keys: the codec's targets, ``target_weight`` (B, K), ``keypoints_input`` (B, K, 2) crop px,
     ``keypoints_visible`` (B, K), ``area_input`` (B,), optional ``misplaced`` (B,) bool: crops whose box was
@@ -74,6 +84,8 @@ class RankingLoss(PoseLoss):
     """
 
     sigmoid_outputs = True
+    #: parts that may be NaN when the batch has nothing to measure (the module logs them only when finite)
+    optional_parts: ClassVar[tuple[str, ...]] = ("oks_train_misplaced",)
 
     def __init__(
         self,
@@ -122,6 +134,11 @@ class RankingLoss(PoseLoss):
         self.positive_threshold = float(positive_threshold)
         self.space: RankingSpace = space
         self.anchor_weight = float(anchor_weight)
+        self.max_positives: list[int | None] = []
+
+    def bind(self, codec: Codec, spec: DatasetSpec) -> None:
+        super().bind(codec, spec)
+        self.max_positives = max_positives(codec, self.positive_threshold)
 
     def extra_repr(self) -> str:
         return (f"instance_sort_weight={self.instance_sort_weight}, instance_sort_mode={self.instance_sort_mode!r}, "
@@ -130,7 +147,9 @@ class RankingLoss(PoseLoss):
 
     def forward(self, output: HeadOutput, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         weight = batch["target_weight"].float()
-        axes = [self._spatial(o, t, weight) for o, t in zip(self.outputs(output), self.targets(batch))]
+        bounds = self.max_positives or [None] * len(self.codec.target_keys)
+        axes = [self._spatial(o, t, weight, bound)
+                for o, t, bound in zip(self.outputs(output), self.targets(batch), bounds)]
         parts = {f"spatial{suffix}": torch.stack([a[key] for a in axes]).mean()
                  for key, suffix in (("loss", ""), ("rank", "_rank"), ("sort", "_sort"))}
         total = parts["spatial"]
@@ -144,12 +163,12 @@ class RankingLoss(PoseLoss):
             total = total + self.anchor_weight * parts["anchor"]
         return {"loss": total, **parts}
 
-    def _spatial(self, pred: Tensor, target: Tensor, weight: Tensor) -> dict[str, Tensor]:
+    def _spatial(self, pred: Tensor, target: Tensor, weight: Tensor, bound: int | None) -> dict[str, Tensor]:
         if self.positive_threshold > 0:
             target = torch.where(target > self.positive_threshold, target, torch.zeros_like(target))
         with torch.autocast(device_type=pred.device.type, enabled=False):
             scores = pred.float().sigmoid() if self.space == "sigmoid" else pred
-            return self.spatial(scores, target, weight)
+            return self.spatial(scores, target, weight, max_positives=bound)
 
     def _instance_sort(self, output: HeadOutput, batch: Mapping[str, Tensor], weight: Tensor) -> dict[str, Tensor]:
         """Instance-Sort over the batch's members: the crops with a labelled keypoint inside, plus the
@@ -172,17 +191,45 @@ class RankingLoss(PoseLoss):
         oks = oks_quality(keypoints, gt, labelled, area, self.sigmas)
         members = member_weight.sum(dim=1) > 0
         losses = []
+        # the qualities are clamped to >= MIN_QUALITY: no host-side check (check_quality=False)
         if self.instance is not None:
             confidence = instance_confidence(output, member_weight, kind=self.confidence, score_thr=self.score_thr)
-            losses.append(self.instance(confidence[members], oks[members]))
+            losses.append(self.instance(confidence, oks, members.float(), check_quality=False))
         if self.keypoint is not None:
             terms = oks_quality(keypoints, gt, labelled, area, self.sigmas, per_keypoint=True)
             confidence = instance_confidence(output, member_weight, per_keypoint=True, kind=self.confidence)
-            losses.append(self.keypoint(confidence, terms, member_weight))
+            losses.append(self.keypoint(confidence, terms, member_weight, check_quality=False))
         parts = {"instance_sort": torch.stack(losses).mean()}
-        placed = members & ~misplaced
-        parts["oks_train"] = oks[placed].mean() if bool(placed.any()) else oks.new_zeros(())
-        moved = members & misplaced
-        if bool(moved.any()):
-            parts["oks_train_misplaced"] = oks[moved].mean()
+        placed = (members & ~misplaced).float()
+        parts["oks_train"] = (oks * placed).sum() / placed.sum().clamp(min=1)  # 0 when none
+        if "misplaced" in batch:
+            moved = (members & misplaced).float()
+            parts["oks_train_misplaced"] = (oks * moved).sum() / moved.sum()  # NaN when none
         return parts
+
+
+def max_positives(codec: Codec, positive_threshold: float) -> list[int | None]:
+    """A bound on the Spatial-RS positives (labels > ``positive_threshold``) of one heatmap or SimCC vector made
+    by ``codec``, per output axis ([heatmaps] or [x, y]); None where the codec does not say (then the number is
+    read from the data, one host synchronisation per step).
+
+    The codecs' labels are exp(-d^2 / (2 sigma^2)) on a window of |offset| <= 3 sigma around an integer centre
+    (per axis, for the heatmaps' product too), so one axis holds at most 2 floor(3 sigma) + 1 labelled bins,
+    and at most floor(2 r) + 1 with a label above t > 0 (|d| < r = sigma sqrt(2 ln(1/t)), and every factor of a
+    heatmap's product is <= 1). A heatmap's bound is the square of its axis bound.
+    """
+    axes = len(codec.target_keys)  # heatmaps: 1; SimCC: x and y
+    sigma = getattr(codec, "sigma", None)
+    sigmas = [sigma] * axes if isinstance(sigma, (int, float)) else sigma
+    if sigmas is None or len(sigmas) != axes:
+        return [None] * axes
+
+    def per_axis(s: float) -> int:
+        window = 2 * math.floor(3 * s) + 1
+        if positive_threshold <= 0:
+            return window
+        return min(window, math.floor(2 * s * math.sqrt(2 * math.log(1 / positive_threshold))) + 1)
+
+    if codec.num_dims == 2:
+        return [per_axis(float(sigmas[0])) ** 2]
+    return [per_axis(float(s)) for s in sigmas]

@@ -30,20 +30,26 @@ class _IdentityUpdate(torch.autograd.Function):
     """Returns a precomputed loss and, on backward, the precomputed identity-update gradient times grad_output."""
 
     @staticmethod
-    def forward(ctx, pred: Tensor, compute: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:  # type: ignore[override]
-        loss, grad = compute(pred.detach())
+    def forward(ctx, pred: Tensor, loss: Tensor, grad: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(grad)
-        return loss
+        return loss.clone()
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        return grad * grad_output.to(grad.dtype), None
+        return grad * grad_output.to(grad.dtype), None, None
+
+
+def attach_gradient(pred: Tensor, loss: Tensor, grad: Tensor) -> Tensor:
+    """``loss`` (a scalar computed without autograd) whose gradient w.r.t. ``pred`` is ``grad`` (like pred)."""
+    return _IdentityUpdate.apply(pred, loss.detach(), grad.detach())
 
 
 def identity_update(pred: Tensor, compute: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:
     """Attach a precomputed gradient: ``compute(pred) -> (loss scalar, grad like pred)``, both float32."""
-    return _IdentityUpdate.apply(pred, compute)
+    with torch.no_grad():
+        loss, grad = compute(pred.detach())
+    return attach_gradient(pred, loss, grad)
 
 
 class SpatialRSLoss(nn.Module):
@@ -53,11 +59,14 @@ class SpatialRSLoss(nn.Module):
         delta: smoothing of the step function H (docs/method.md); 0 gives the hard step.
         scope: ``"heatmap"``: one set per heatmap; ``"batch"``: all pixels of the batch in one set.
 
-    Call: ``loss(pred, target, target_weight) -> Tensor`` (scalar, float32), with
+    Call: ``loss(pred, target, target_weight, max_positives=None)``, with
 
     * pred: (B, K, H, W) heatmap logits or (B, K, L) SimCC logits of one axis (any float dtype);
     * target: same shape, labels in [0, 1] (0 = negative);
-    * target_weight: (B, K) (or (B, K, 1)); > 0 marks a labelled keypoint.
+    * target_weight: (B, K) (or (B, K, 1)); > 0 marks a labelled keypoint;
+    * max_positives: optional bound on the positives of one heatmap (RankingLoss takes it from the codec's
+      Gaussian): every shape is then static and the call never waits for the device; a heatmap with more
+      positives makes the loss NaN. None: read from the data (one host synchronisation per call).
 
     Returns ``{"loss": Tensor, "rank": Tensor, "sort": Tensor}``: float32 scalars, the means over valid
     heatmaps, ``rank + sort == loss``; only ``loss`` carries the gradient. With no valid heatmap the loss is 0
@@ -77,18 +86,17 @@ class SpatialRSLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"delta={self.delta}, scope={self.scope!r}"
 
-    def forward(self, pred: Tensor, target: Tensor, target_weight: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self, pred: Tensor, target: Tensor, target_weight: Tensor, max_positives: int | None = None
+    ) -> dict[str, Tensor]:
         flat_target, weight = self._check(pred, target, target_weight)
-        parts: dict[str, Tensor] = {}
-
-        def compute(p: Tensor) -> tuple[Tensor, Tensor]:
-            loss, grad, rank, sort = self._compute(p.float().reshape(flat_target.shape), flat_target, weight)
-            parts.update(rank=rank, sort=sort)
-            return loss, grad.view(p.shape)
-
         with torch.autocast(device_type=pred.device.type, enabled=False):
-            loss = identity_update(pred.float(), compute)
-        return {"loss": loss, **parts}
+            p = pred.float()
+            with torch.no_grad():
+                loss, grad, rank, sort = self._compute(p.detach().reshape(flat_target.shape), flat_target, weight,
+                                                       max_positives)
+            loss = attach_gradient(p, loss, grad.view(p.shape))
+        return {"loss": loss, "rank": rank, "sort": sort}
 
     def _check(self, pred: Tensor, target: Tensor, target_weight: Tensor) -> tuple[Tensor, Tensor]:
         if pred.dim() < 3:
@@ -106,30 +114,29 @@ class SpatialRSLoss(nn.Module):
             )
         return target.detach().float().reshape(b * k, -1), target_weight.detach().reshape(b * k) > 0
 
-    def _compute(self, pred: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """pred, target (B*K, S) float32, weight (B*K,) bool -> (loss, grad (B*K, S), rank, sort)."""
-        zero = pred.new_zeros(())
+    def _compute(
+        self, pred: Tensor, target: Tensor, weight: Tensor, max_positives: int | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """pred, target (B*K, S) float32, weight (B*K,) bool -> (loss, grad (B*K, S), rank, sort).
+
+        Static shapes: every heatmap is evaluated and the unused ones are masked out (no ``nonzero``)."""
         used = weight & (target > 0).any(1) if self.scope == "heatmap" else weight
-        rows = used.nonzero(as_tuple=True)[0]
-        if rows.numel() == 0:
-            return zero, torch.zeros_like(pred), zero, zero
-        if not bool(torch.isfinite(pred).all(1)[rows].all()):
-            nan = torch.full((), float("nan"), device=pred.device)
-            return nan, torch.full_like(pred, float("nan")), nan, nan
+        finite = (torch.isfinite(pred).all(1) | ~used).all()
         if self.scope == "heatmap":
-            out = rank_sort(pred, target, self.delta, rows=rows)
-            n = rows.numel()
-            grad = out.grad.div_(n)
-            rank, sort = out.rank.sum() / n, out.sort.sum() / n
+            out = rank_sort(pred, target, self.delta, max_pos=max_positives)
+            n = used.sum().clamp(min=1)
+            zero = pred.new_zeros(())
+            grad = torch.where(used[:, None], out.grad / n, zero)
+            rank = torch.where(used, out.rank, 0.0).sum() / n
+            sort = torch.where(used, out.sort, 0.0).sum() / n
         else:
-            all_rows = rows.numel() == pred.shape[0]
-            pooled_pred = (pred if all_rows else pred.index_select(0, rows)).reshape(1, -1)
-            pooled_target = (target if all_rows else target.index_select(0, rows)).reshape(1, -1)
-            out = rank_sort(pooled_pred, pooled_target, self.delta)
+            mask = used[:, None].expand_as(pred).reshape(1, -1)
+            bound = None if max_positives is None else max_positives * pred.shape[0]
+            out = rank_sort(pred.reshape(1, -1), target.reshape(1, -1), self.delta, mask=mask, max_pos=bound)
             rank, sort = out.rank[0], out.sort[0]
-            if all_rows:
-                grad = out.grad.view_as(pred)
-            else:
-                grad = torch.zeros_like(pred).index_copy_(0, rows, out.grad.view(rows.numel(), -1))
+            grad = out.grad.view_as(pred)
         rank, sort = rank.float(), sort.float()
-        return rank + sort, grad, rank, sort
+        # a NaN or inf logit in a used heatmap: NaN loss, rank, sort and gradient (as MSE would give)
+        nan = torch.full((), float("nan"), device=pred.device)
+        rank, sort = torch.where(finite, rank, nan), torch.where(finite, sort, nan)
+        return rank + sort, torch.where(finite, grad, nan), rank, sort
