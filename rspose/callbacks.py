@@ -17,6 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.table import Table
 
+from rspose.data.specs import KEYPOINT_SCORE_THR
 from rspose.errors import UserError, check_range
 
 #: file written beside the checkpoints by :class:`GuardedModelCheckpoint`: the id of the run that writes there.
@@ -129,7 +130,7 @@ def predictions_to_coco(
     sigmas: Any,
     nms: Literal["oks", "soft_oks", "none"],
     nms_thr: float,
-    keypoint_score_thr: float = 0.2,
+    keypoint_score_thr: float = KEYPOINT_SCORE_THR,
 ) -> list[dict[str, Any]]:
     """Predict-step instances -> COCO keypoint results, exactly as the metric post-processes them:
     deduplicate by instance id, rescore (box score x mean keypoint score above the threshold), per-image NMS,

@@ -21,7 +21,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from rspose.codecs.base import Codec, HeadOutput
-from rspose.data.specs import DatasetSpec
+from rspose.data.specs import KEYPOINT_SCORE_THR, DatasetSpec
 from rspose.data.transforms import crop_to_image
 from rspose.errors import UserError, check_range
 from rspose.evaluator import PoseEvaluator, build_evaluator
@@ -108,7 +108,7 @@ class PoseLitModule(LightningModule):
         min_lr_ratio: float = 0.0,
         eval_nms: Literal["oks", "soft_oks", "none"] = "oks",
         eval_nms_thr: float = 0.9,
-        keypoint_score_thr: float = 0.2,
+        keypoint_score_thr: float = KEYPOINT_SCORE_THR,
         eval_outfile_prefix: str | None = None,
         eval_ap_before_nms: bool = False,
         eval_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",

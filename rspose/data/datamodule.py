@@ -41,6 +41,7 @@ from rspose.data.readers import InstanceList, load_head_boxes, read_coco, read_d
 from rspose.data.readers.image_check import check_images, default_cache_dir
 from rspose.data.readers.instance import load_json
 from rspose.data.specs import DatasetSpec, get_spec, spec_from_coco_json
+from rspose.data.synthetic import SYNTHETIC_TRAIN_IMAGES, SYNTHETIC_VAL_IMAGES, ensure_synthetic_coco
 from rspose.data.transforms import TopDownAugment
 from rspose.errors import UserError, check_range
 
@@ -159,8 +160,8 @@ class PoseDataModule(LightningDataModule):
         misplace_prob: float = 0.0,
         misplace_shift: tuple[float, float] = (0.5, 1.5),
         bbox_padding: float = 1.25,
-        synthetic_train_images: int = 800,
-        synthetic_val_images: int = 200,
+        synthetic_train_images: int = SYNTHETIC_TRAIN_IMAGES,
+        synthetic_val_images: int = SYNTHETIC_VAL_IMAGES,
         synthetic_seed: int = 0,
         check_images: bool = True,
         check_image_data: bool = True,
@@ -317,7 +318,6 @@ class PoseDataModule(LightningDataModule):
         """Synthetic data: (re)generate it unless ``root`` holds the data of exactly the requested size and seed."""
         if self.dataset_name != "synthetic":
             return
-        from rspose.data.synthetic import ensure_synthetic_coco
 
         hp = self.hparams
         ensure_synthetic_coco(self.root, hp.synthetic_train_images, hp.synthetic_val_images, hp.synthetic_seed)

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from rspose.codecs.base import Codec
 from rspose.data.readers.images import read_image
 from rspose.data.readers.instance import PoseInstance
-from rspose.data.specs import DatasetSpec
+from rspose.data.specs import HEAD_SIZE_FACTOR, DatasetSpec
 from rspose.data.transforms import (
     Normalizer,
     TopDownAugment,
@@ -167,7 +167,7 @@ class TopDownDataset(Dataset):
         self.head_sizes = None
         if n > 0 and all(i.head_box is not None for i in instances):
             boxes = np.array([i.head_box for i in instances], dtype=np.float64).reshape(n, 2, 2)
-            self.head_sizes = (0.6 * np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=-1)).astype(np.float32)
+            self.head_sizes = (HEAD_SIZE_FACTOR * np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=-1)).astype(np.float32)
         self.crowd_indices = np.array(
             [-1.0 if i.crowd_index is None else i.crowd_index for i in instances], dtype=np.float32
         )

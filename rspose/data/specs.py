@@ -65,6 +65,15 @@ class DatasetSpec:
         return np.asarray(self.sigmas, dtype=np.float32)
 
 
+#: Rescoring threshold of the top-down COCO protocol (mmpose's ``score_thr``): an instance's score is the box score x
+#: the mean of its keypoint scores above this value. The evaluation, the prediction writer and Instance-Sort's
+#: ``confidence: score`` share it.
+KEYPOINT_SCORE_THR = 0.2
+
+#: MPII PCKh: head size = this factor x the diagonal of the annotated head box (the benchmark's SC_BIAS).
+HEAD_SIZE_FACTOR = 0.6
+
+
 COCO = DatasetSpec(
     name="coco",
     keypoint_names=(

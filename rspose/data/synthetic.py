@@ -362,6 +362,11 @@ def _categories() -> list[dict]:
     }]
 
 
+#: Default size of the synthetic dataset (the quickstart's): train and val images.
+SYNTHETIC_TRAIN_IMAGES = 800
+SYNTHETIC_VAL_IMAGES = 200
+
+
 def _write_json(obj: Any, path: Path) -> None:
     with path.open("w") as f:
         json.dump(obj, f, separators=(",", ":"))
@@ -369,8 +374,8 @@ def _write_json(obj: Any, path: Path) -> None:
 
 def generate_synthetic_coco(
     out_dir: str | Path,
-    num_train: int = 800,
-    num_val: int = 200,
+    num_train: int = SYNTHETIC_TRAIN_IMAGES,
+    num_val: int = SYNTHETIC_VAL_IMAGES,
     seed: int = 0,
     image_size: tuple[int, int] = (320, 256),
     max_people: int = 4,
@@ -452,8 +457,8 @@ def _params(num_train: int, num_val: int, seed: int, image_size: tuple[int, int]
 
 def ensure_synthetic_coco(
     out_dir: str | Path,
-    num_train: int = 800,
-    num_val: int = 200,
+    num_train: int = SYNTHETIC_TRAIN_IMAGES,
+    num_val: int = SYNTHETIC_VAL_IMAGES,
     seed: int = 0,
     image_size: tuple[int, int] = (320, 256),
     max_people: int = 4,
@@ -498,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     """``rspose synth --out DIR --images N --val-images M --seed S``: write the synthetic dataset."""
     parser = ArgumentParser(prog="rspose synth", description="Write a synthetic COCO-format keypoint dataset.")
     parser.add_argument("--out", required=True, help="dataset root to write (mmpose/COCO layout)")
-    parser.add_argument("--images", type=int, default=800, help="number of train images (default 800)")
-    parser.add_argument("--val-images", type=int, default=200, help="number of val images (default 200)")
+    parser.add_argument("--images", type=int, default=SYNTHETIC_TRAIN_IMAGES, help="number of train images (default %(default)s)")
+    parser.add_argument("--val-images", type=int, default=SYNTHETIC_VAL_IMAGES, help="number of val images (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--max-people", type=int, default=4, help="most figures per image (default 4)")
     parser.add_argument("--image-size", type=int, nargs=2, default=(320, 256), metavar=("W", "H"),

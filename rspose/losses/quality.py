@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from rspose.codecs.base import HeadOutput
+from rspose.data.specs import KEYPOINT_SCORE_THR
 
 #: Lower bound of the quality labels (Instance-Sort needs every element positive).
 MIN_QUALITY = 1e-6
@@ -45,7 +46,7 @@ def instance_confidence(
     target_weight: Tensor,
     per_keypoint: bool = False,
     kind: ConfidenceKind = "max_logit",
-    score_thr: float = 0.2,
+    score_thr: float = KEYPOINT_SCORE_THR,
 ) -> Tensor:
     """Confidence of every instance (or keypoint), differentiable w.r.t. ``output``.
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from rspose.codecs.base import HeadOutput
+from rspose.data.specs import KEYPOINT_SCORE_THR
 from rspose.losses.base import PoseLoss
 from rspose.losses.instance_sort import DEFAULT_INSTANCE_SORT_WEIGHT, InstanceSortLoss
 from rspose.losses.mse import keypoint_mse
@@ -95,7 +96,7 @@ class RankingLoss(PoseLoss):
         instance_sort_mode: InstanceSortMode = "instance",
         instance_delta: float | None = None,
         confidence: ConfidenceKind = "score",
-        score_thr: float = 0.2,
+        score_thr: float = KEYPOINT_SCORE_THR,
         positive_threshold: float = 0.1,
         space: RankingSpace = "logit",
         anchor_weight: float = 0.0,
@@ -116,7 +117,7 @@ class RankingLoss(PoseLoss):
             raise ValueError(f"{name}: instance_sort_weight={instance_sort_weight}, expected >= 0")
         uses_instance = instance_sort_weight > 0 and instance_sort_mode in ("instance", "both")
         uses_keypoint = instance_sort_weight > 0 and instance_sort_mode in ("keypoint", "both")
-        if score_thr != 0.2 and not (confidence == "score" and uses_instance):
+        if score_thr != KEYPOINT_SCORE_THR and not (confidence == "score" and uses_instance):
             raise ValueError(f"{name}: score_thr={score_thr} is only used with confidence='score' and an instance "
                              "Instance-Sort set (instance_sort_mode 'instance' or 'both')")
         if instance_sort_weight == 0 and (instance_delta is not None or confidence != "score"

@@ -30,7 +30,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from rspose.data.specs import COCO, DatasetSpec
+from rspose.data.specs import COCO, KEYPOINT_SCORE_THR, DatasetSpec
 from rspose.metrics.coco_eval import Backend, GroundTruth, IouType, evaluate_keypoints, load_ground_truth
 from rspose.metrics.correlation import kendall, pearson, spearman, spearman_per_column
 from rspose.metrics.instances import instance_rows, write_instances
@@ -137,7 +137,7 @@ def evaluate_predictions(
     sigmas: np.ndarray,
     iou_type: IouType = "keypoints",
     score_mode: ScoreMode = "bbox_keypoint",
-    keypoint_score_thr: float = 0.2,
+    keypoint_score_thr: float = KEYPOINT_SCORE_THR,
     nms: NmsMode = "oks",
     nms_thr: float = 0.9,
     report_ap_before_nms: bool = False,
@@ -305,7 +305,7 @@ class OKSMeanAP(Metric):
         spec: DatasetSpec | None = None,
         iou_type: Literal["keypoints", "keypoints_crowd"] = "keypoints",
         score_mode: Literal["bbox_keypoint", "bbox", "keypoint"] = "bbox_keypoint",
-        keypoint_score_thr: float = 0.2,
+        keypoint_score_thr: float = KEYPOINT_SCORE_THR,
         nms: Literal["oks", "soft_oks", "none"] = "oks",
         nms_thr: float = 0.9,
         outfile_prefix: str | None = None,

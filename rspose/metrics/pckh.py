@@ -26,9 +26,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from rspose.data.specs import MPII
+from rspose.data.specs import HEAD_SIZE_FACTOR, MPII
 
-HEAD_SIZE_FACTOR = 0.6  # MPII SC_BIAS: head size = 0.6 x head-box diagonal
 _J = {name: i for i, name in enumerate(MPII.keypoint_names)}
 GROUPS: dict[str, tuple[int, ...]] = {
     "Head": (_J["head_top"],),
