@@ -31,6 +31,10 @@ the choice (``"decoder"``); ``results.md`` shows the chosen decoder per seed and
 ``decoders.png`` plots validation AP and AP_oracle per variant over decoders. Variants with ``checkpoint_of`` keep
 their own decoder.
 
+``error_quantiles.md`` / ``.json``: per variant, the quantiles (10/25/50/75/90%) of the per-keypoint error
+d / sqrt(area) of kept true detections at each run's decoder, per keypoint group (face, arms, legs) and GT
+visibility (visible v = 2, occluded v = 1), mean +- std over seeds (:mod:`rspose.metrics.keypoint_errors`).
+
 Runs go ``--jobs`` at a time in separate processes, each on ``--threads`` threads (2 cores: ``--jobs 2
 --threads 1``). Any LightningCLI argument after ``--`` is passed to every run (e.g. ``-- --trainer.max_epochs 4``).
 """
@@ -97,7 +101,8 @@ class Variant:
 
 PAIRS: dict[str, list[Variant]] = {
     "heatmap": [
-        # each loss with its best decoder (the study): DARK for MSE maps, the quarter shift for ranking maps
+        # without --decoders: DARK for MSE maps, the codec's default (quarter shift) for ranking maps; with
+        # --decoders each run's decoder is chosen on the tuning split (docs/method.md, "each loss at its best decoder")
         Variant("heatmap_mse", "configs/quickstart.yaml", MSE, args=["--data.codec.init_args.decoding", "dark"]),
         Variant("heatmap_rs", "configs/quickstart.yaml", RS, baseline="heatmap_mse"),
     ],
@@ -494,6 +499,65 @@ def write_plots(out: Path, runs: list[dict[str, Any]]) -> list[Path]:
     return written
 
 
+def val_annotation_file(run: dict[str, Any]) -> Path | None:
+    """The validation annotation file of a COCO-format run (synthetic or coco), from its config and arguments."""
+    try:
+        config = yaml.safe_load(Path(run["config"]).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    data = config.get("data", {}) if isinstance(config, dict) else {}
+    args = [str(a) for a in run.get("args", [])]
+    dataset = last_value(args, "--data.dataset") or data.get("dataset")
+    if dataset not in ("synthetic", "coco"):
+        return None
+    root = Path(last_value(args, "--data.root") or data.get("root") or f"data/{dataset}")
+    ann = Path(last_value(args, "--data.val_ann") or data.get("val_ann") or "annotations/person_keypoints_val2017.json")
+    return ann if ann.is_absolute() else root / ann
+
+
+def error_quantile_summary(out: Path, runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per variant, the keypoint-error quantiles (:mod:`rspose.metrics.keypoint_errors`) of each run's kept true
+    detections (``NAME/seedS/eval.val.keypoints.json``, i.e. at the run's chosen decoder), as mean +- std over
+    seeds: {variant: [{group, visibility, seeds, n (mean), q: [(mean, std)] per quantile}]}."""
+    from rspose.data.specs import COCO
+    from rspose.metrics.keypoint_errors import error_quantiles_of_run
+
+    per_variant: dict[str, list[list[dict[str, Any]]]] = {}
+    for run in sorted(runs, key=lambda r: (r["name"], r["seed"])):
+        results = out / run["name"] / f"seed{run['seed']}" / "eval.val.keypoints.json"
+        ann = val_annotation_file(run)
+        if ann is None or not results.exists() or not ann.exists():
+            continue
+        per_variant.setdefault(run["name"], []).append(error_quantiles_of_run(results, ann, COCO.sigmas))
+    summary = {}
+    for name, tables in per_variant.items():
+        rows = []
+        for i, first in enumerate(tables[0]):
+            same = [t[i] for t in tables]
+            q = [mean_std([r["q"][j] for r in same]) for j in range(len(first["q"]))]
+            rows.append({"group": first["group"], "visibility": first["visibility"], "seeds": len(same),
+                         "n": statistics.fmean(r["n"] for r in same), "q": q})
+        summary[name] = rows
+    return summary
+
+
+def error_quantile_markdown(summary: dict[str, list[dict[str, Any]]]) -> str:
+    """The quantile table, errors x 100 (d / sqrt(area) in hundredths), mean +- std over seeds."""
+    from rspose.metrics.keypoint_errors import QUANTILES
+
+    head = " | ".join(f"q{round(100 * q)}" for q in QUANTILES)
+    lines = ["Per-keypoint error d / sqrt(area) x 100 of kept true detections (OKS >= 0.05), quantiles, "
+             "mean +- std over seeds:", "", f"| variant | group | visibility | seeds | n | {head} |",
+             "|" + "---|" * (5 + len(QUANTILES))]
+    for name, rows in summary.items():
+        for row in rows:
+            cells = " | ".join("n/a" if not math.isfinite(m) else f"{100 * m:.2f} +- {100 * sd:.2f}"
+                               for m, sd in row["q"])
+            lines.append(f"| {name} | {row['group']} | {row['visibility']} | {row['seeds']} | {row['n']:.0f} | "
+                         f"{cells} |")
+    return "\n".join(lines)
+
+
 def read_results(path: Path) -> list[dict[str, Any]]:
     """The runs of an earlier results.json (empty if none)."""
     if not path.exists():
@@ -635,6 +699,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = decoder_summary(runs)
     if summary:
         plots.append(plot_decoders(summary, out / "decoders.png"))
+    quantiles = error_quantile_summary(out, runs)
+    if quantiles:
+        (out / "error_quantiles.md").write_text(error_quantile_markdown(quantiles) + "\n")
+        (out / "error_quantiles.json").write_text(json.dumps(quantiles, indent=1))
     print(table)
     print(f"\nwrote {out / 'results.md'}, {out / 'results.json'} and {len(plots)} plots to {out}")
     return 0

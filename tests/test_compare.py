@@ -142,6 +142,17 @@ def test_decoder_rule_chooses_on_the_tuning_split_and_reports_validation(tiny_co
     assert f"| heatmap_rs | 1 | {chosen} |" in markdown
     image = cv2.imread(str(out / "decoders.png"))
     assert image is not None and image.shape[0] > 100
+    # the error quantiles of each run are those of its chosen decoder's kept predictions
+    from rspose.compare import val_annotation_file
+    from rspose.data.specs import COCO
+    from rspose.metrics.keypoint_errors import error_quantiles_of_run
+
+    quantiles = json.loads((out / "error_quantiles.json").read_text())
+    row = next(r for r in results["runs"] if r["name"] == "heatmap_rs")
+    direct = error_quantiles_of_run(out / "heatmap_rs" / "seed0" / "eval.val.keypoints.json",
+                                    val_annotation_file(row), COCO.sigmas)
+    assert [q[0] for q in quantiles["heatmap_rs"][0]["q"]] == pytest.approx(direct[0]["q"], nan_ok=True)
+    assert "| heatmap_mse | legs | occluded |" in (out / "error_quantiles.md").read_text()
 
 
 def test_decoder_rule_refuses_what_it_cannot_do(tiny_compare, tiny_compare_args, capsys):
