@@ -85,7 +85,7 @@ def test_summary_statistics_match_hand_computed_values():
     assert rows["rs"]["diff_seeds"] == [0, 1, 2] and rows["mse"]["diff"] == {}
     table = markdown_table(list(rows.values()))
     spread = statistics.stdev([0.60, 0.65, 0.62, 0.93])
-    assert f"| rs | 4 | 0.700 +- {spread:.3f} |" in table and "| rs | mse | 3 | -0.077 +- 0.040 |" in table
+    assert f"| rs | 4 | - | 0.700 +- {spread:.3f} |" in table and "| rs | mse | 3 | -0.077 +- 0.040 |" in table
 
 
 def test_bad_variants_files_name_the_problem(tmp_path):
