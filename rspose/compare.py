@@ -20,6 +20,21 @@ Written to ``--out``: ``results.json`` (``{"settings": ..., "runs": [{"name", "l
 ``results.md`` (mean +- std over seeds per variant and the paired difference to its baseline), per-run folders
 ``NAME/seedS/`` (checkpoints, per-instance tables) and PNG plots of the first seed of each variant.
 
+Decoder rule (``--decoders quarter dark softargmax rankfit``): after training, every run of a variant with an
+``MSRAHeatmap`` codec is evaluated with each listed decoder (``data.codec.init_args.decoding``) on a *tuning split*
+(the validation split of the same synthetic generator with ``--tuning-seed``, ``--tuning-images`` images, written
+once to ``OUT/tuning_data``; never the validation images) and on the validation split. The decoder with the best
+tuning AP (ties: the first listed) is the run's decoder: its validation metrics are the row's metrics and its
+per-instance tables become ``NAME/seedS/eval.val.*``. The same rule for every loss; the validation AP of no loss
+takes part in the choice. ``results.json`` keeps every decoder's tuning and validation metrics (``"decoders"``) and
+the choice (``"decoder"``); ``results.md`` shows the chosen decoder per seed and the full decoder x variant table;
+``decoders.png`` plots validation AP and AP_oracle per variant over decoders. Variants with ``checkpoint_of`` keep
+their own decoder.
+
+``error_quantiles.md`` / ``.json``: per variant, the quantiles (10/25/50/75/90%) of the per-keypoint error
+d / sqrt(area) of kept true detections at each run's decoder, per keypoint group (face, arms, legs) and GT
+visibility (visible v = 2, occluded v = 1), mean +- std over seeds (:mod:`rspose.metrics.keypoint_errors`).
+
 Runs go ``--jobs`` at a time in separate processes, each on ``--threads`` threads (2 cores: ``--jobs 2
 --threads 1``). Any LightningCLI argument after ``--`` is passed to every run (e.g. ``-- --trainer.max_epochs 4``).
 """
@@ -30,6 +45,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import time
 from collections.abc import Sequence
@@ -87,7 +103,8 @@ class Variant:
 
 PAIRS: dict[str, list[Variant]] = {
     "heatmap": [
-        # each loss with its best decoder (the study): DARK for MSE maps, the quarter shift for ranking maps
+        # without --decoders: DARK for MSE maps, the codec's default (quarter shift) for ranking maps; with
+        # --decoders each run's decoder is chosen on the tuning split (docs/method.md, "each loss at its best decoder")
         Variant("heatmap_mse", "configs/quickstart.yaml", MSE, args=["--data.codec.init_args.decoding", "dark"]),
         Variant("heatmap_rs", "configs/quickstart.yaml", RS, baseline="heatmap_mse"),
     ],
@@ -201,6 +218,106 @@ def evaluate_one(args: list[str], checkpoint: str, threads: int) -> dict[str, fl
     return metrics
 
 
+@dataclass(frozen=True)
+class TuningSplit:
+    """The held-out split on which decoders are chosen: the synthetic generator's val split of another seed."""
+
+    root: Path
+    seed: int
+    images: int
+
+    def args(self) -> list[str]:
+        """LightningCLI arguments that point validation at this split (0 training images: only val is read)."""
+        return [
+            "--data.root", str(self.root), "--data.synthetic_seed", str(self.seed),
+            "--data.synthetic_val_images", str(self.images), "--data.synthetic_train_images", "0",
+        ]
+
+    def ensure(self) -> None:
+        """Generate the split once (before any worker starts, so that no two processes write it)."""
+        from rspose.data.synthetic import ensure_synthetic_coco
+
+        ensure_synthetic_coco(self.root, 0, self.images, self.seed)
+
+
+def last_value(args: Sequence[str], key: str) -> str | None:
+    """The value of the last ``key VALUE`` or ``key=VALUE`` in a LightningCLI argument list (None if absent)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == key and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(key + "="):
+            value = arg[len(key) + 1:]
+    return value
+
+
+def check_decoder_variant(variant: Variant, extra: Sequence[str], tuning: TuningSplit) -> None:
+    """The decoder rule needs a synthetic dataset and an MSRAHeatmap codec, and a tuning seed unlike the data's."""
+    try:
+        config = yaml.safe_load(Path(variant.config).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(
+            f"--decoders: variant {variant.name!r}: cannot read its config {variant.config} ({error})"
+        ) from None
+    data = config.get("data", {}) if isinstance(config, dict) else {}
+    args = [*variant.args, *extra]
+    codec = last_value(args, "--data.codec.class_path") or (data.get("codec") or {}).get("class_path", "")
+    if not str(codec).endswith("MSRAHeatmap"):
+        raise UserError(
+            f"--decoders: variant {variant.name!r} uses the codec {codec or 'none'!r}; the decoder rule chooses "
+            "among the decoding settings of rspose.codecs.MSRAHeatmap (leave this variant out with --only)"
+        )
+    dataset = last_value(args, "--data.dataset") or data.get("dataset")
+    if dataset != "synthetic":
+        raise UserError(
+            f"--decoders: variant {variant.name!r} has data.dataset {dataset!r}; the tuning split is drawn from the "
+            "synthetic generator, so the decoder rule needs data.dataset: synthetic"
+        )
+    seed = int(last_value(args, "--data.synthetic_seed") or data.get("synthetic_seed", 0))
+    if seed == tuning.seed:
+        raise UserError(
+            f"--tuning-seed {tuning.seed} is the data seed of variant {variant.name!r}: the tuning split would be "
+            "the validation split itself; choose another --tuning-seed"
+        )
+
+
+def choose_decoder(tuning_ap: dict[str, float], decoders: Sequence[str]) -> str:
+    """The decoder of the best tuning AP (the first listed among equals; NaN counts as worst)."""
+    best = None
+    for decoder in decoders:
+        ap = tuning_ap.get(decoder, math.nan)
+        if math.isfinite(ap) and (best is None or ap > tuning_ap[best]):
+            best = decoder
+    if best is None:
+        raise RuntimeError(f"no decoder gave a finite tuning AP: {tuning_ap}")
+    return best
+
+
+def decode_with_rule(
+    args: list[str], checkpoint: str, threads: int, run_dir: str, decoders: list[str], tuning: TuningSplit
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` with every decoder on the tuning split, then on validation; pick by tuning AP.
+
+    Returns {"metrics": the chosen decoder's validation metrics, "decoder": its name, "decoders": {decoder:
+    {"tune": metrics, "val": metrics}}}; the chosen decoder's validation tables are copied to ``run_dir/eval.val.*``.
+    """
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    folder = Path(run_dir) / "decoders"
+    for split in ("tune", "val"):
+        for decoder in decoders:
+            prefix = ["--model.eval_outfile_prefix", str(folder / f"{split}.{decoder}")]
+            split_args = tuning.args() if split == "tune" else []
+            metrics = evaluate_one([*args, "--data.codec.init_args.decoding", decoder, *prefix, *split_args],
+                                   checkpoint, threads)
+            found.setdefault(decoder, {})[split] = metrics
+    chosen = choose_decoder({d: found[d]["tune"].get("AP", math.nan) for d in decoders}, decoders)
+    for kind in ("instances", "keypoints"):
+        source = folder / f"val.{chosen}.val.{kind}.json"
+        if source.exists():
+            shutil.copyfile(source, Path(run_dir) / f"eval.val.{kind}.json")
+    return {"metrics": dict(found[chosen]["val"]), "decoder": chosen, "decoders": found}
+
+
 def _worker_init(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
@@ -217,14 +334,18 @@ def summarise(runs: list[dict[str, Any]], variants: list[Variant]) -> list[dict[
     """Per variant (in ``variants`` order, then any other names in ``runs``): seeds, mean/std per column, and
     the paired difference to its baseline over the seeds both have (mean/std of per-seed differences)."""
     by_name: dict[str, dict[int, dict[str, float]]] = {}
+    chosen: dict[str, dict[int, str]] = {}
     for run in runs:
         by_name.setdefault(run["name"], {})[int(run["seed"])] = run["metrics"]
+        if run.get("decoder"):
+            chosen.setdefault(run["name"], {})[int(run["seed"])] = run["decoder"]
     baselines = {v.name: v.baseline for v in variants}
     order = [v.name for v in variants if v.name in by_name] + sorted(set(by_name) - {v.name for v in variants})
     rows = []
     for name in order:
         seeds = sorted(by_name[name])
         row: dict[str, Any] = {"name": name, "seeds": seeds, "baseline": baselines.get(name), "mean": {}, "diff": {}}
+        row["decoder"] = [chosen.get(name, {}).get(s) for s in seeds]
         for column in (*COLUMNS, "wall_s"):
             values = [by_name[name][s].get(column) for s in seeds]
             if any(v is not None for v in values):
@@ -251,17 +372,22 @@ def _cell(pair: tuple[float, float] | None) -> str:
     return f"{pair[0]:.3f} +- {pair[1]:.3f}"
 
 
+def _decoders_cell(row: dict[str, Any]) -> str:
+    """The chosen decoder of each seed, in seed order (``-`` where a run was not decoded by the rule)."""
+    names = row.get("decoder") or []
+    return ", ".join(d or "-" for d in names) if any(names) else "-"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """Two tables: mean +- std over seeds, and the paired difference to the baseline."""
-    header = "| variant | seeds | " + " | ".join(COLUMNS) + " | wall (s) |"
-    lines = ["Mean +- std over seeds:", "", header, "|" + "---|" * (len(COLUMNS) + 3)]
+    """Two tables: mean +- std over seeds (and the decoder each seed's run chose), and the paired difference."""
+    header = "| variant | seeds | decoder | " + " | ".join(COLUMNS) + " | wall (s) |"
+    lines = ["Mean +- std over seeds:", "", header, "|" + "---|" * (len(COLUMNS) + 4)]
     for row in rows:
         cells = [_cell(row["mean"].get(c)) for c in COLUMNS]
         wall = row["mean"].get("wall_s")
         lines.append(
-            f"| {row['name']} | {len(row['seeds'])} | " + " | ".join(cells) + f" | {wall[0]:.0f} |"
-            if wall
-            else f"| {row['name']} | {len(row['seeds'])} | " + " | ".join(cells) + " | n/a |"
+            f"| {row['name']} | {len(row['seeds'])} | {_decoders_cell(row)} | " + " | ".join(cells)
+            + (f" | {wall[0]:.0f} |" if wall else " | n/a |")
         )
     paired = [row for row in rows if row["diff"]]
     if paired:
@@ -271,6 +397,76 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             cells = [_cell(row["diff"].get(c)) for c in COLUMNS]
             lines.append(f"| {row['name']} | {row['baseline']} | {len(row['diff_seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+DECODER_COLUMNS = ("AP", "AP_oracle", "scoring_gap", "oks_median", "spearman")
+
+
+def decoder_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{variant: {decoder: {"tune_AP": (mean, std), "val": {column: (mean, std)}, "seeds": n, "chosen": n}}} over
+    the runs decoded by the rule (decoders in the order first met)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in dict.fromkeys(r["name"] for r in runs if r.get("decoders")):
+        mine = [r for r in runs if r["name"] == name and r.get("decoders")]
+        table: dict[str, dict[str, Any]] = {}
+        for decoder in dict.fromkeys(d for r in mine for d in r["decoders"]):
+            have = [r for r in mine if decoder in r["decoders"]]
+            table[decoder] = {
+                "seeds": len(have),
+                "chosen": sum(r.get("decoder") == decoder for r in have),
+                "tune_AP": mean_std([r["decoders"][decoder]["tune"].get("AP", math.nan) for r in have]),
+                "val": {c: mean_std([r["decoders"][decoder]["val"].get(c, math.nan) for r in have])
+                        for c in DECODER_COLUMNS},
+            }
+        out[name] = table
+    return out
+
+
+def decoder_markdown(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The decoder x variant table: tuning AP, then validation columns, mean +- std over seeds."""
+    if not summary:
+        return ""
+    lines = ["Every decoder on every run (tuning split AP chooses; validation columns for the record), mean +- std:",
+             "", "| variant | decoder | chosen | tuning AP | " + " | ".join(f"val {c}" for c in DECODER_COLUMNS) + " |",
+             "|" + "---|" * (len(DECODER_COLUMNS) + 4)]
+    for name, table in summary.items():
+        for decoder, entry in table.items():
+            cells = [_cell(entry["val"][c]) for c in DECODER_COLUMNS]
+            lines.append(f"| {name} | {decoder} | {entry['chosen']}/{entry['seeds']} | {_cell(entry['tune_AP'])} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_decoders(summary: dict[str, dict[str, dict[str, Any]]], out: Path) -> Path:
+    """Validation AP (solid) and AP_oracle (dashed) per variant over decoders, mean +- std over seeds (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, table) in enumerate(summary.items()):
+        decoders = list(table)
+        x = list(range(len(decoders)))
+        color = f"C{i}"
+        for column, style in (("AP", "-o"), ("AP_oracle", "--s")):
+            mean = [table[d]["val"][column][0] for d in decoders]
+            std = [table[d]["val"][column][1] for d in decoders]
+            ax.errorbar(x, mean, yerr=std, fmt=style, color=color, capsize=3, label=f"{name} {column}")
+        for j, d in enumerate(decoders):
+            if table[d]["chosen"]:
+                ax.annotate(f"chosen {table[d]['chosen']}/{table[d]['seeds']}", (j, table[d]["val"]["AP"][0]),
+                            textcoords="offset points", xytext=(0, -14), ha="center", fontsize=7, color=color)
+        ax.set_xticks(x, decoders)
+    ax.set_xlabel("decoder")
+    ax.set_ylabel("validation AP / AP_oracle")
+    ax.set_title("Each loss over decoders (mean +- std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
 
 
 def write_plots(out: Path, runs: list[dict[str, Any]]) -> list[Path]:
@@ -305,6 +501,65 @@ def write_plots(out: Path, runs: list[dict[str, Any]]) -> list[Path]:
     return written
 
 
+def val_annotation_file(run: dict[str, Any]) -> Path | None:
+    """The validation annotation file of a COCO-format run (synthetic or coco), from its config and arguments."""
+    try:
+        config = yaml.safe_load(Path(run["config"]).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    data = config.get("data", {}) if isinstance(config, dict) else {}
+    args = [str(a) for a in run.get("args", [])]
+    dataset = last_value(args, "--data.dataset") or data.get("dataset")
+    if dataset not in ("synthetic", "coco"):
+        return None
+    root = Path(last_value(args, "--data.root") or data.get("root") or f"data/{dataset}")
+    ann = Path(last_value(args, "--data.val_ann") or data.get("val_ann") or "annotations/person_keypoints_val2017.json")
+    return ann if ann.is_absolute() else root / ann
+
+
+def error_quantile_summary(out: Path, runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per variant, the keypoint-error quantiles (:mod:`rspose.metrics.keypoint_errors`) of each run's kept true
+    detections (``NAME/seedS/eval.val.keypoints.json``, i.e. at the run's chosen decoder), as mean +- std over
+    seeds: {variant: [{group, visibility, seeds, n (mean), q: [(mean, std)] per quantile}]}."""
+    from rspose.data.specs import COCO
+    from rspose.metrics.keypoint_errors import error_quantiles_of_run
+
+    per_variant: dict[str, list[list[dict[str, Any]]]] = {}
+    for run in sorted(runs, key=lambda r: (r["name"], r["seed"])):
+        results = out / run["name"] / f"seed{run['seed']}" / "eval.val.keypoints.json"
+        ann = val_annotation_file(run)
+        if ann is None or not results.exists() or not ann.exists():
+            continue
+        per_variant.setdefault(run["name"], []).append(error_quantiles_of_run(results, ann, COCO.sigmas))
+    summary = {}
+    for name, tables in per_variant.items():
+        rows = []
+        for i, first in enumerate(tables[0]):
+            same = [t[i] for t in tables]
+            q = [mean_std([r["q"][j] for r in same]) for j in range(len(first["q"]))]
+            rows.append({"group": first["group"], "visibility": first["visibility"], "seeds": len(same),
+                         "n": statistics.fmean(r["n"] for r in same), "q": q})
+        summary[name] = rows
+    return summary
+
+
+def error_quantile_markdown(summary: dict[str, list[dict[str, Any]]]) -> str:
+    """The quantile table, errors x 100 (d / sqrt(area) in hundredths), mean +- std over seeds."""
+    from rspose.metrics.keypoint_errors import QUANTILES
+
+    head = " | ".join(f"q{round(100 * q)}" for q in QUANTILES)
+    lines = ["Per-keypoint error d / sqrt(area) x 100 of kept true detections (OKS >= 0.05), quantiles, "
+             "mean +- std over seeds:", "", f"| variant | group | visibility | seeds | n | {head} |",
+             "|" + "---|" * (5 + len(QUANTILES))]
+    for name, rows in summary.items():
+        for row in rows:
+            cells = " | ".join("n/a" if not math.isfinite(m) else f"{100 * m:.2f} +- {100 * sd:.2f}"
+                               for m, sd in row["q"])
+            lines.append(f"| {name} | {row['group']} | {row['visibility']} | {row['seeds']} | {row['n']:.0f} | "
+                         f"{cells} |")
+    return "\n".join(lines)
+
+
 def read_results(path: Path) -> list[dict[str, Any]]:
     """The runs of an earlier results.json (empty if none)."""
     if not path.exists():
@@ -324,12 +579,17 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 def write_results(out: Path, runs: list[dict[str, Any]], variants: list[Variant], settings: dict[str, Any]) -> str:
     rows = summarise(runs, variants)
     table = markdown_table(rows)
+    decoders = decoder_markdown(decoder_summary(runs))
+    if decoders:
+        table = f"{table}\n\n{decoders}"
     (out / "results.json").write_text(json.dumps({"settings": settings, "runs": runs}, indent=2))
     (out / "results.md").write_text(f"{table}\n\nSettings: {json.dumps(settings)}\n")
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rspose.codecs.msra_heatmap import DECODINGS
+
     parser = ArgumentParser(prog="rspose compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/compare", help="output folder")
     parser.add_argument("--pairs", nargs="+", choices=sorted(PAIRS), default=["heatmap", "simcc"])
@@ -343,6 +603,13 @@ def main(argv: list[str] | None = None) -> int:
         "--evaluate", action="store_true",
         help="do not train: re-evaluate the selected variants' last.ckpt (after adding metrics or decoders)",
     )
+    parser.add_argument(
+        "--decoders", nargs="+", default=None, metavar="DECODER",
+        help="decoder rule: evaluate each run with these MSRAHeatmap decodings on the tuning split and report "
+        f"validation with the best (choices: {' '.join(DECODINGS)})",
+    )
+    parser.add_argument("--tuning-seed", type=int, default=1000, help="generator seed of the tuning split")
+    parser.add_argument("--tuning-images", type=int, default=200, help="images of the tuning split")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: LightningCLI arguments for every run")
     args = parser.parse_args(argv)
     extra = [a for a in args.extra if a != "--"]
@@ -354,19 +621,37 @@ def main(argv: list[str] | None = None) -> int:
     selected = [v for v in variants if not args.only or v.name in args.only]
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.decoders is not None:
+        unknown = [d for d in args.decoders if d not in DECODINGS]
+        if unknown or len(set(args.decoders)) != len(args.decoders):
+            parser.error(f"--decoders {' '.join(args.decoders)}: expected distinct names among {list(DECODINGS)}")
+        if args.tuning_images < 1:
+            parser.error(f"--tuning-images must be >= 1, got {args.tuning_images}")
     out = Path(args.out)
+    tuning = TuningSplit((out / "tuning_data").resolve(), args.tuning_seed, args.tuning_images)
+    ruled = [v for v in selected if v.checkpoint_of is None] if args.decoders else []
+    for variant in ruled:
+        try:
+            check_decoder_variant(variant, extra, tuning)
+        except UserError as error:
+            parser.error(str(error))
     out.mkdir(parents=True, exist_ok=True)
     runs = read_results(out / "results.json")
     done = {(r["name"], int(r["seed"])) for r in runs}
     todo = [(v, s) for v in selected for s in args.seeds if not (args.skip_done and (v.name, s) in done)]
-    settings = {"seeds": args.seeds, "extra": extra, "variants": args.variants or args.pairs}
+    settings: dict[str, Any] = {"seeds": args.seeds, "extra": extra, "variants": args.variants or args.pairs}
+    if args.decoders:
+        settings["decoder_rule"] = {"decoders": args.decoders, "tuning_seed": tuning.seed,
+                                    "tuning_images": tuning.images, "choose_by": "tuning AP"}
 
-    def record(variant: Variant, seed: int, metrics: dict[str, float]) -> None:
+    def record(variant: Variant, seed: int, metrics: dict[str, float], decoded: dict[str, Any] | None = None) -> None:
         runs[:] = [r for r in runs if not (r["name"] == variant.name and int(r["seed"]) == seed)]
         entry = {"name": variant.name, "loss": variant.loss, "seed": seed, "config": variant.config}
-        runs.append({**entry, "args": variant.args + extra, "metrics": metrics})
+        rule = {"decoder": decoded["decoder"], "decoders": decoded["decoders"]} if decoded else {}
+        runs.append({**entry, "args": variant.args + extra, "metrics": metrics, **rule})
         write_results(out, runs, variants, settings)  # after every run: an interruption loses nothing finished
-        print(f"[compare] {variant.name} seed {seed}: AP {metrics.get('AP', math.nan):.3f}", flush=True)
+        chosen = f" (decoder {decoded['decoder']})" if decoded else ""
+        print(f"[compare] {variant.name} seed {seed}: AP {metrics.get('AP', math.nan):.3f}{chosen}", flush=True)
 
     def job(variant: Variant, seed: int) -> tuple[Any, tuple[Any, ...]]:
         if variant.checkpoint_of is None and not args.evaluate:
@@ -375,32 +660,51 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = str(find_checkpoint(out, source, seed))
         return evaluate_one, (run_args(variant, seed, out, extra, fit=False), checkpoint, args.threads)
 
-    def finish(variant: Variant, seed: int, metrics: dict[str, float]) -> None:
-        if args.evaluate and variant.checkpoint_of is None:  # keep the training wall time of the row
+    def rule_job(variant: Variant, seed: int) -> tuple[Any, tuple[Any, ...]]:
+        checkpoint = str(find_checkpoint(out, variant.name, seed))
+        run_dir = str(out / variant.name / f"seed{seed}")
+        return decode_with_rule, (run_args(variant, seed, out, extra, fit=False), checkpoint, args.threads, run_dir,
+                                  list(args.decoders), tuning)
+
+    def finish(variant: Variant, seed: int, result: dict[str, Any], decoded: bool = False) -> None:
+        metrics = result["metrics"] if decoded else result
+        if (args.evaluate or decoded) and variant.checkpoint_of is None:  # keep the training wall time of the row
             old = next((r for r in runs if r["name"] == variant.name and int(r["seed"]) == seed), None)
             if old is not None and "wall_s" in old["metrics"]:
                 metrics = {**metrics, "wall_s": old["metrics"]["wall_s"]}
-        record(variant, seed, metrics)
+        record(variant, seed, metrics, result if decoded else None)
 
-    # evaluations of another variant's checkpoints wait for that variant's training (run after all training)
-    first = [(v, s) for v, s in todo if v.checkpoint_of is None]
+    # evaluations of another variant's checkpoints wait for that variant's training (run after all training);
+    # with --decoders, the rule re-evaluates every trained run last (--evaluate: instead of the plain evaluation)
+    first = [(v, s) for v, s in todo if v.checkpoint_of is None and not (args.evaluate and args.decoders)]
     later = [(v, s) for v, s in todo if v.checkpoint_of is not None]
-    for batch in (first, later):
+    decode = [(v, s) for v, s in todo if v in ruled]
+    if decode:
+        tuning.ensure()
+    for batch, decoded in ((first, False), (later, False), (decode, True)):
+        make = rule_job if decoded else job
         if args.jobs == 1:
             for variant, seed in batch:
-                fn, fn_args = job(variant, seed)
-                finish(variant, seed, fn(*fn_args))
+                fn, fn_args = make(variant, seed)
+                finish(variant, seed, fn(*fn_args), decoded)
             continue
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                  initargs=(max(args.threads, 1),)) as pool:
             futures = {}
             for variant, seed in batch:
-                fn, fn_args = job(variant, seed)
+                fn, fn_args = make(variant, seed)
                 futures[pool.submit(fn, *fn_args)] = (variant, seed)
             for future in as_completed(futures):
-                finish(*futures[future], future.result())
+                finish(*futures[future], future.result(), decoded)
     table = write_results(out, runs, variants, settings)
     plots = write_plots(out, runs)
+    summary = decoder_summary(runs)
+    if summary:
+        plots.append(plot_decoders(summary, out / "decoders.png"))
+    quantiles = error_quantile_summary(out, runs)
+    if quantiles:
+        (out / "error_quantiles.md").write_text(error_quantile_markdown(quantiles) + "\n")
+        (out / "error_quantiles.json").write_text(json.dumps(quantiles, indent=1))
     print(table)
     print(f"\nwrote {out / 'results.md'}, {out / 'results.json'} and {len(plots)} plots to {out}")
     return 0

@@ -458,4 +458,4 @@ def test_centroid_decoding_matches_a_slow_loop_and_is_decoding_only():
 def test_msra_blur_kernel_without_dark_decoding_is_refused():
     with pytest.raises(ValueError, match="blur_kernel_size=17 is only used by DARK"):
         MSRAHeatmap(blur_kernel_size=17)
-    assert MSRAHeatmap(blur_kernel_size=17, decoding="dark").blur_kernel_size == 17
+    assert MSRAHeatmap(sigma=3.0, blur_kernel_size=17, decoding="dark").blur_kernel_size == 17

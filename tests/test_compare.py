@@ -85,7 +85,7 @@ def test_summary_statistics_match_hand_computed_values():
     assert rows["rs"]["diff_seeds"] == [0, 1, 2] and rows["mse"]["diff"] == {}
     table = markdown_table(list(rows.values()))
     spread = statistics.stdev([0.60, 0.65, 0.62, 0.93])
-    assert f"| rs | 4 | 0.700 +- {spread:.3f} |" in table and "| rs | mse | 3 | -0.077 +- 0.040 |" in table
+    assert f"| rs | 4 | - | 0.700 +- {spread:.3f} |" in table and "| rs | mse | 3 | -0.077 +- 0.040 |" in table
 
 
 def test_bad_variants_files_name_the_problem(tmp_path):
@@ -99,3 +99,71 @@ def test_bad_variants_files_name_the_problem(tmp_path):
     path.write_text("- {name: a, config: c.yaml, loss: {class_path: x.A}, lr: 3}\n")
     with pytest.raises(ValueError, match=r"unknown keys: \['lr'\]"):
         load_variants(path)
+
+
+def test_choose_decoder_takes_the_best_tuning_ap_first_listed_on_ties():
+    from rspose.compare import choose_decoder
+
+    assert choose_decoder({"quarter": 0.5, "dark": 0.7, "softargmax": 0.7}, ["quarter", "dark", "softargmax"]) == "dark"
+    assert choose_decoder({"quarter": 0.5, "dark": 0.7, "softargmax": 0.7}, ["softargmax", "dark"]) == "softargmax"
+    assert choose_decoder({"quarter": 0.5, "dark": float("nan")}, ["dark", "quarter"]) == "quarter"
+    with pytest.raises(RuntimeError, match="no decoder gave a finite tuning AP"):
+        choose_decoder({"dark": float("nan")}, ["dark"])
+
+
+def test_decoder_rule_chooses_on_the_tuning_split_and_reports_validation(tiny_compare, tiny_compare_args, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_compare, out)  # the session's folder stays as the other tests expect it
+    decoders = ["quarter", "softargmax", "rankfit"]
+    assert main(["--out", str(out), "--pairs", "heatmap", "--evaluate", "--decoders", *decoders,
+                 "--tuning-seed", "11", "--tuning-images", "3", "--", *tiny_compare_args]) == 0
+    params = json.loads((out / "tuning_data" / "rspose_synthetic.json").read_text())["params"]
+    assert params["seed"] == 11 and params["num_val"] == 3 and params["num_train"] == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["decoder_rule"]["decoders"] == decoders
+    for name in ("heatmap_mse", "heatmap_rs"):
+        row = next(r for r in results["runs"] if r["name"] == name)
+        found = row["decoders"]
+        assert set(found) == set(decoders) and all(set(found[d]) == {"tune", "val"} for d in decoders)
+        tune_ap = {d: found[d]["tune"]["AP"] for d in decoders}
+        best = max(tune_ap.values())
+        assert row["decoder"] == next(d for d in decoders if tune_ap[d] == best)  # first listed among equals
+        assert row["metrics"]["AP"] == found[row["decoder"]]["val"]["AP"]  # the row reports validation
+        # the tuning split is other images: its evaluation is not the validation's
+        assert any(found[d]["tune"] != {**found[d]["val"], "eval_wall_s": found[d]["tune"]["eval_wall_s"]}
+                   for d in decoders)
+        table = load_instances(out / name / "seed0" / "eval.val.instances.json")
+        assert abs(table["meta"]["metrics"]["AP"] - row["metrics"]["AP"]) < 1e-6
+    markdown = (out / "results.md").read_text()
+    assert "| heatmap_rs | softargmax |" in markdown and "tuning AP" in markdown
+    chosen = next(r for r in results["runs"] if r["name"] == "heatmap_rs")["decoder"]
+    assert f"| heatmap_rs | 1 | {chosen} |" in markdown
+    image = cv2.imread(str(out / "decoders.png"))
+    assert image is not None and image.shape[0] > 100
+    # the error quantiles of each run are those of its chosen decoder's kept predictions
+    from rspose.compare import val_annotation_file
+    from rspose.data.specs import COCO
+    from rspose.metrics.keypoint_errors import error_quantiles_of_run
+
+    quantiles = json.loads((out / "error_quantiles.json").read_text())
+    row = next(r for r in results["runs"] if r["name"] == "heatmap_rs")
+    direct = error_quantiles_of_run(out / "heatmap_rs" / "seed0" / "eval.val.keypoints.json",
+                                    val_annotation_file(row), COCO.sigmas)
+    assert [q[0] for q in quantiles["heatmap_rs"][0]["q"]] == pytest.approx(direct[0]["q"], nan_ok=True)
+    assert "| heatmap_mse | legs | occluded |" in (out / "error_quantiles.md").read_text()
+
+
+def test_decoder_rule_refuses_what_it_cannot_do(tiny_compare, tiny_compare_args, capsys):
+    with pytest.raises(SystemExit):
+        main(["--out", str(tiny_compare), "--pairs", "simcc", "--evaluate", "--decoders", "dark", "--",
+              *tiny_compare_args])
+    assert "variant 'simcc_kl' uses the codec 'rspose.codecs.SimCCLabel'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tiny_compare), "--pairs", "heatmap", "--evaluate", "--decoders", "dark",
+              "--tuning-seed", "0", "--", *tiny_compare_args])
+    assert "--tuning-seed 0 is the data seed of variant 'heatmap_mse'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tiny_compare), "--pairs", "heatmap", "--decoders", "dark", "argmax"])
+    assert "expected distinct names among" in capsys.readouterr().err

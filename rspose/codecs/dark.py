@@ -24,6 +24,7 @@ Shapes: B instances, K keypoints, heatmaps (B, K, h, w); locations are (x, y) in
 from __future__ import annotations
 
 import functools
+import warnings
 
 import cv2
 import numpy as np
@@ -33,6 +34,43 @@ from torch import Tensor
 
 #: Largest DARK step, in heatmap pixels (a Newton step on a log-Gaussian stays within half a pixel).
 MAX_DARK_OFFSET = 1.0
+#: A configured blur kernel more than this many pixels from :func:`blur_kernel_for_sigma` is warned about.
+BLUR_KERNEL_TOLERANCE = 2
+
+
+def blur_kernel_for_sigma(sigma: float) -> int:
+    """The DARK / DARK-UDP blur kernel of heatmaps with Gaussian ``sigma`` (heatmap pixels): mmpose's rule.
+
+    mmpose's configs pair sigma 2 with an 11-pixel kernel and sigma 3 with 17, i.e. ``6 sigma - 1``; this returns
+    that value rounded to the nearest integer and made odd (upwards), at least 1: sigma 1 -> 5, 2 -> 11, 3 -> 17,
+    1.5 -> 9.
+    """
+    if not (sigma > 0 and np.isfinite(sigma)):
+        raise ValueError(f"blur_kernel_for_sigma: sigma must be a positive number, got {sigma}")
+    size = max(1, int(round(6.0 * sigma - 1.0)))
+    return size if size % 2 == 1 else size + 1
+
+
+def resolve_blur_kernel(blur_kernel_size: int | None, sigma: float, where: str) -> int:
+    """The effective blur kernel: ``blur_kernel_size`` if given (odd, >= 1), else :func:`blur_kernel_for_sigma`.
+
+    A given kernel more than :data:`BLUR_KERNEL_TOLERANCE` pixels from the one sigma implies is kept but warned
+    about (a blur much wider than the peak flattens it and biases DARK's step toward the argmax).
+    """
+    expected = blur_kernel_for_sigma(sigma)
+    if blur_kernel_size is None:
+        return expected
+    if isinstance(blur_kernel_size, bool) or not isinstance(blur_kernel_size, (int, np.integer)):
+        raise TypeError(f"{where}: blur_kernel_size must be an odd integer or null, got {blur_kernel_size!r}")
+    if blur_kernel_size % 2 != 1 or blur_kernel_size < 1:
+        raise ValueError(f"{where}: blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
+    if abs(int(blur_kernel_size) - expected) > BLUR_KERNEL_TOLERANCE:
+        warnings.warn(
+            f"{where}: blur_kernel_size={blur_kernel_size} does not follow sigma={sigma:g}: the expected kernel is "
+            f"{expected} (6 sigma - 1, odd); leave blur_kernel_size unset (null) to derive it from sigma",
+            stacklevel=3,
+        )
+    return int(blur_kernel_size)
 
 
 def check_heatmaps(heatmaps: Tensor, heatmap_size: tuple[int, int], where: str) -> Tensor:

@@ -7,7 +7,8 @@ Conventions (mmpose 1.x ``MSRAHeatmap``):
   patch |p - centre| <= 3 sigma (per axis), zero elsewhere; with ``unbiased=True`` (DARK encoding) the Gaussian
   is centred at the sub-pixel x / s instead, on the same patch (mmpose leaves it untruncated; docs/method.md needs
   it truncated). target_weight is 0 for an unlabelled keypoint or when the patch has no pixel on the map.
-* decode: argmax, then the quarter-pixel shift toward the larger neighbour (or DARK when ``unbiased``), times s.
+* decode: argmax, then the quarter-pixel shift toward the larger neighbour (or DARK when ``unbiased``; other
+  sub-pixel steps with ``decoding``), times s. DARK's blur kernel follows sigma unless set.
 * flip_back: mirror x, permute keypoints by flip_indices, then shift one pixel right
   (``heatmap[..., 1:] = heatmap[..., :-1]``): the flipped crop's Gaussian lands about 1 - 1/s px left.
 
@@ -24,7 +25,16 @@ import torch
 from torch import Tensor
 
 from rspose.codecs.base import Codec, HeadOutput, to_tensor
-from rspose.codecs.dark import check_heatmaps, heatmap_argmax, refine_centroid, refine_dark, refine_quarter
+from rspose.codecs.dark import (
+    check_heatmaps,
+    heatmap_argmax,
+    refine_centroid,
+    refine_dark,
+    refine_quarter,
+    resolve_blur_kernel,
+)
+from rspose.codecs.rank_fit import disc_radius, refine_rank_fit
+from rspose.codecs.softargmax import refine_softargmax
 
 
 def check_keypoints(keypoints: np.ndarray, keypoints_visible: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -100,18 +110,41 @@ def flip_heatmaps(heatmaps: Tensor, flip_indices: Sequence[int], shift: bool, wh
     return out
 
 
+#: The ``decoding`` choices of :class:`MSRAHeatmap` (the sub-pixel step after the argmax).
+DECODINGS = ("quarter", "dark", "centroid", "softargmax", "rankfit")
+Decoding = Literal["quarter", "dark", "centroid", "softargmax", "rankfit"]
+
+
 class MSRAHeatmap(Codec):
-    """MSRA Gaussian heatmaps with argmax + quarter-pixel (or DARK) decoding.
+    """MSRA Gaussian heatmaps with argmax + a sub-pixel step (the quarter shift, DARK, or a decoder of ranking maps).
 
     Args:
         input_size: (W, H) of the input crop in pixels.
         heatmap_size: (w, h) of the heatmap.
         sigma: Gaussian sigma in heatmap pixels.
         unbiased: DARK: sub-pixel Gaussian encoding and DARK decoding (Taylor step on the blurred log heatmap).
-        blur_kernel_size: odd kernel size of the DARK blur (11 for sigma 2, 17 for sigma 3).
-        decoding: the sub-pixel step after the argmax: ``"quarter"`` (0.25 px toward the larger neighbour),
-            ``"dark"`` or ``"centroid"`` (centre of mass of the 3x3 window, not an mmpose rule); ``None``
-            (default) = ``"dark"`` when ``unbiased`` else ``"quarter"``. Decoding only: targets do not change.
+        blur_kernel_size: odd kernel size of the DARK blur; ``None`` (default) derives it from sigma
+            (:func:`rspose.codecs.dark.blur_kernel_for_sigma`, mmpose's 6 sigma - 1: 5 for sigma 1, 11 for 2, 17
+            for 3). A value far from that is warned about. Only with DARK decoding.
+        decoding: the sub-pixel step after the argmax; ``None`` (default) = ``"dark"`` when ``unbiased`` else
+            ``"quarter"``. Decoding only: targets do not change.
+
+            * ``"quarter"``: 0.25 px toward the larger neighbour (mmpose).
+            * ``"dark"``: DARK, a Newton step on the log of the blurred map (mmpose).
+            * ``"centroid"``: centre of mass of the 3x3 window (not an mmpose rule).
+            * ``"softargmax"``: softmax(z / ``softargmax_temperature``)-weighted mean position over the
+              ``softargmax_window`` square around the argmax, z = logit of the map (``softargmax_input``)
+              (:mod:`rspose.codecs.softargmax`).
+            * ``"rankfit"``: the centre fitted to the ranks of the pixels of the disc of radius ``rank_radius``
+              (:mod:`rspose.codecs.rank_fit`): reads only the order that Spatial-RS's sort term trains.
+        softargmax_window: odd side of the soft-argmax window (heatmap pixels).
+        softargmax_temperature: soft-argmax temperature (> 0), in units of z.
+        softargmax_input: ``"logit"``: z = log(p / (1 - p)) of the received map, i.e. the logits when a ranking
+            loss's sigmoid preceded decoding (the module applies it); ``"value"``: z = the received map.
+        rank_radius: radius of the rank-fit disc in heatmap pixels; ``None`` (default) = the disc of labels > 0.1
+            (RankingLoss's default ``positive_threshold``): sigma sqrt(2 ln 10), 2.15 at sigma 1.
+
+    Options of a decoder other than the chosen one are refused when set to a non-default value.
     """
 
     target_keys = ("heatmaps",)
@@ -123,24 +156,49 @@ class MSRAHeatmap(Codec):
         heatmap_size: tuple[int, int] = (48, 64),
         sigma: float = 2.0,
         unbiased: bool = False,
-        blur_kernel_size: int = 11,
-        decoding: Literal["quarter", "dark", "centroid"] | None = None,
+        blur_kernel_size: int | None = None,
+        decoding: Decoding | None = None,
+        softargmax_window: int = 5,
+        softargmax_temperature: float = 0.25,
+        softargmax_input: Literal["logit", "value"] = "logit",
+        rank_radius: float | None = None,
     ) -> None:
+        name = type(self).__name__
         if sigma <= 0:
-            raise ValueError(f"MSRAHeatmap: sigma must be > 0, got {sigma}")
-        if blur_kernel_size % 2 != 1 or blur_kernel_size < 1:
-            raise ValueError(f"MSRAHeatmap: blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
+            raise ValueError(f"{name}: sigma must be > 0, got {sigma}")
+        if decoding is not None and decoding not in DECODINGS:
+            raise ValueError(f"{name}: decoding={decoding!r}, expected one of {list(DECODINGS)} or null")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = float(sigma)
         self.unbiased = unbiased
-        self.blur_kernel_size = blur_kernel_size
-        if decoding not in (None, "quarter", "dark", "centroid"):
-            raise ValueError(f"MSRAHeatmap: decoding={decoding!r}, expected 'quarter', 'dark', 'centroid' or null")
-        self.decoding = decoding or ("dark" if unbiased else "quarter")
-        if blur_kernel_size != 11 and self.decoding != "dark":
-            raise ValueError(f"MSRAHeatmap: blur_kernel_size={blur_kernel_size} is only used by DARK decoding "
+        self.decoding: str = decoding or ("dark" if unbiased else "quarter")
+        if blur_kernel_size is not None and self.decoding != "dark":
+            raise ValueError(f"{name}: blur_kernel_size={blur_kernel_size} is only used by DARK decoding "
                              f"(decoding={self.decoding!r}); set decoding: dark or unbiased: true")
+        self.blur_kernel_size = resolve_blur_kernel(blur_kernel_size, self.sigma, name)
+        if softargmax_window < 1 or softargmax_window % 2 != 1:
+            raise ValueError(f"{name}: softargmax_window must be a positive odd integer, got {softargmax_window}")
+        if not softargmax_temperature > 0:
+            raise ValueError(f"{name}: softargmax_temperature must be > 0, got {softargmax_temperature}")
+        if softargmax_input not in ("logit", "value"):
+            raise ValueError(f"{name}: softargmax_input={softargmax_input!r}, expected 'logit' or 'value'")
+        changed = (softargmax_window, softargmax_temperature, softargmax_input) != (5, 0.25, "logit")
+        if changed and self.decoding != "softargmax":
+            raise ValueError(f"{name}: softargmax_window/temperature/input are only used by decoding: softargmax "
+                             f"(decoding={self.decoding!r})")
+        if rank_radius is not None and self.decoding != "rankfit":
+            raise ValueError(f"{name}: rank_radius={rank_radius} is only used by decoding: rankfit "
+                             f"(decoding={self.decoding!r})")
+        if rank_radius is not None and rank_radius < 1:
+            raise ValueError(f"{name}: rank_radius must be >= 1 heatmap pixel, got {rank_radius}")
+        self.softargmax_window = int(softargmax_window)
+        self.softargmax_temperature = float(softargmax_temperature)
+        self.softargmax_input = softargmax_input
+        self.rank_radius = float(rank_radius) if rank_radius is not None else disc_radius(self.sigma, 0.1)
+        if self.decoding == "rankfit" and self.rank_radius < 1:
+            raise ValueError(f"{name}: the rank-fit disc of sigma {sigma:g} has radius {self.rank_radius:.2f} < 1; "
+                             "set rank_radius >= 1")
         #: (2,) float32 input pixels per heatmap pixel (x, y).
         self.scale_factor = (np.array(self.input_size) / np.array(self.heatmap_size)).astype(np.float32)
 
@@ -162,6 +220,12 @@ class MSRAHeatmap(Codec):
             refined = refine_dark(locs, heatmaps, self.blur_kernel_size)
         elif self.decoding == "centroid":
             refined = refine_centroid(locs, heatmaps)
+        elif self.decoding == "softargmax":
+            refined = refine_softargmax(
+                locs, heatmaps, self.softargmax_window, self.softargmax_temperature, self.softargmax_input
+            )
+        elif self.decoding == "rankfit":
+            refined = refine_rank_fit(locs, heatmaps, self.rank_radius)
         else:
             refined = refine_quarter(locs, heatmaps)
         scale = torch.as_tensor(self.scale_factor, device=heatmaps.device)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from rspose.codecs.base import Codec, HeadOutput, to_tensor
-from rspose.codecs.dark import check_heatmaps, heatmap_argmax, refine_dark_udp
+from rspose.codecs.dark import check_heatmaps, heatmap_argmax, refine_dark_udp, resolve_blur_kernel
 from rspose.codecs.msra_heatmap import check_keypoints, flip_heatmaps, gaussian_heatmaps
 
 
@@ -36,7 +36,9 @@ class UDPHeatmap(Codec):
         input_size: (W, H) of the input crop in pixels.
         heatmap_size: (w, h) of the heatmap (both > 1).
         sigma: Gaussian sigma in heatmap pixels.
-        blur_kernel_size: odd kernel size of the DARK-UDP blur (11 for sigma 2, 17 for sigma 3).
+        blur_kernel_size: odd kernel size of the DARK-UDP blur; ``None`` (default) derives it from sigma
+            (:func:`rspose.codecs.dark.blur_kernel_for_sigma`, mmpose's 6 sigma - 1: 11 for sigma 2, 17 for 3); a
+            value far from that is warned about.
     """
 
     target_keys = ("heatmaps",)
@@ -47,18 +49,16 @@ class UDPHeatmap(Codec):
         input_size: tuple[int, int] = (192, 256),
         heatmap_size: tuple[int, int] = (48, 64),
         sigma: float = 2.0,
-        blur_kernel_size: int = 11,
+        blur_kernel_size: int | None = None,
     ) -> None:
         if sigma <= 0:
             raise ValueError(f"UDPHeatmap: sigma must be > 0, got {sigma}")
         if min(heatmap_size) < 2 or min(input_size) < 2:
             raise ValueError(f"UDPHeatmap: input_size {input_size} and heatmap_size {heatmap_size} must be >= 2")
-        if blur_kernel_size % 2 != 1 or blur_kernel_size < 1:
-            raise ValueError(f"UDPHeatmap: blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = float(sigma)
-        self.blur_kernel_size = blur_kernel_size
+        self.blur_kernel_size = resolve_blur_kernel(blur_kernel_size, self.sigma, "UDPHeatmap")
         #: (2,) float32 input pixels per heatmap pixel (x, y): (input - 1) / (heatmap - 1).
         self.scale_factor = ((np.array(self.input_size) - 1) / (np.array(self.heatmap_size) - 1)).astype(np.float32)
 
