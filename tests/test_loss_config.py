@@ -293,3 +293,19 @@ def test_misplaced_crops_are_low_quality_instance_sort_members(confidence):
     peaks = pred.detach()[0].flatten(1).argmax(1)
     grad_at_peaks = pred.grad[0].flatten(1).gather(1, peaks[:, None])
     assert (grad_at_peaks > 0).any() and (grad_at_peaks >= 0).all()  # gradient descent lowers its confidence
+
+
+@pytest.mark.parametrize("decoding", ["quarter", "dark", "softargmax", "rankfit"])
+def test_instance_sort_decodes_training_maps_as_evaluation_does(decoding):
+    """oks_train is the OKS of the keypoints that evaluation would decode: sigmoid of the logits, then the codec's
+    decoder (hand composition with the codec and oks_quality)."""
+    from rspose.losses import oks_quality
+
+    codec = MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16), sigma=1.0, decoding=decoding)
+    pred, batch = _heatmap_batch(seed=4)
+    pred = pred + 4.0 * batch["heatmaps"]  # peaks near the labels: the decoders disagree at sub-pixel level
+    parts = _bound(RankingLoss(), codec)(pred, batch)
+    keypoints, _ = codec.decode(pred.sigmoid())
+    oks = oks_quality(keypoints, batch["keypoints_input"], batch["keypoints_visible"], batch["area_input"],
+                      torch.as_tensor(COCO.sigmas))
+    torch.testing.assert_close(parts["oks_train"], oks.mean(), rtol=1e-6, atol=1e-6)

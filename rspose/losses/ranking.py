@@ -178,7 +178,9 @@ class RankingLoss(PoseLoss):
         over all its labelled keypoints, inside the crop or not, as test-time OKS judges a badly placed
         detection (a crop with no part of the person gets OKS ~ 0)."""
         with torch.no_grad():
-            detached = [o.detach().float() for o in self.outputs(output)]
+            # decoded as evaluation decodes them (sigmoid, then the codec's decoder): the arg-max, the quarter shift
+            # and SimCC's arg-max are unchanged by the sigmoid, DARK, soft-argmax and rank fit are defined on it
+            detached = [o.detach().float().sigmoid() for o in self.outputs(output)]
             keypoints, _ = self.codec.decode(detached[0] if len(detached) == 1 else (detached[0], detached[1]))
         gt = batch["keypoints_input"].float()
         visible = batch["keypoints_visible"].float()
