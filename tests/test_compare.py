@@ -10,6 +10,7 @@ import cv2
 import pytest
 
 from rspose.compare import COLUMNS, Variant, load_variants, main, markdown_table, summarise
+from rspose.errors import UserError
 from rspose.viz import load_instances
 
 
@@ -155,15 +156,12 @@ def test_decoder_rule_chooses_on_the_tuning_split_and_reports_validation(tiny_co
     assert "| heatmap_mse | legs | occluded |" in (out / "error_quantiles.md").read_text()
 
 
-def test_decoder_rule_refuses_what_it_cannot_do(tiny_compare, tiny_compare_args, capsys):
-    with pytest.raises(SystemExit):
+def test_decoder_rule_refuses_what_it_cannot_do(tiny_compare, tiny_compare_args):
+    with pytest.raises(UserError, match="variant 'simcc_kl' uses the codec 'rspose.codecs.SimCCLabel'"):
         main(["--out", str(tiny_compare), "--pairs", "simcc", "--evaluate", "--decoders", "dark", "--",
               *tiny_compare_args])
-    assert "variant 'simcc_kl' uses the codec 'rspose.codecs.SimCCLabel'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="--tuning-seed 3 is the data seed of variant 'heatmap_mse'"):
         main(["--out", str(tiny_compare), "--pairs", "heatmap", "--evaluate", "--decoders", "dark",
-              "--tuning-seed", "0", "--", *tiny_compare_args])
-    assert "--tuning-seed 0 is the data seed of variant 'heatmap_mse'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+              "--tuning-seed", "3", "--", *tiny_compare_args])
+    with pytest.raises(UserError, match="expected distinct names among"):
         main(["--out", str(tiny_compare), "--pairs", "heatmap", "--decoders", "dark", "argmax"])
-    assert "expected distinct names among" in capsys.readouterr().err

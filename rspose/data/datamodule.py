@@ -182,7 +182,7 @@ class PoseDataModule(LightningDataModule):
             ("batch_size", batch_size, 1, False), ("val_batch_size", val_batch_size, 1, False),
             ("num_workers", num_workers, 0, False), ("bbox_padding", bbox_padding, 0, True),
             ("bbox_score_thr", bbox_score_thr, None, False),
-            ("synthetic_train_images", synthetic_train_images, 1, False),
+            ("synthetic_train_images", synthetic_train_images, 0, False),  # 0: an evaluation-only set
             ("synthetic_val_images", synthetic_val_images, 1, False),
         ):
             check_range(f"data.{key}", value, low, low_open=low_open)
