@@ -459,3 +459,17 @@ def test_msra_blur_kernel_without_dark_decoding_is_refused():
     with pytest.raises(ValueError, match="blur_kernel_size=17 is only used by DARK"):
         MSRAHeatmap(blur_kernel_size=17)
     assert MSRAHeatmap(sigma=3.0, blur_kernel_size=17, decoding="dark").blur_kernel_size == 17
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5, 7, 9, 11, 13, 17, 25])
+def test_blur_taps_are_opencvs_kernel(kernel_size):
+    """DARK's blur kernel, computed in plain Python, equals cv2.getGaussianKernel(k, 0) (fixed small kernels
+    included), and its banded matrix blurs a zero-padded map as cv2.GaussianBlur with a zero border does."""
+    from rspose.codecs.dark import _blur_matrix, gaussian_taps
+
+    np.testing.assert_allclose(gaussian_taps(kernel_size), cv2.getGaussianKernel(kernel_size, 0).ravel(), rtol=1e-12)
+    rng = np.random.default_rng(kernel_size)
+    heatmap = rng.random((16, 12))
+    want = cv2.GaussianBlur(heatmap, (kernel_size, kernel_size), 0, borderType=cv2.BORDER_CONSTANT)
+    my, mx = _blur_matrix(16, kernel_size, torch.device("cpu")), _blur_matrix(12, kernel_size, torch.device("cpu"))
+    np.testing.assert_allclose((my @ torch.from_numpy(heatmap) @ mx.T).numpy(), want, atol=1e-12)

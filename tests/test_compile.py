@@ -147,3 +147,19 @@ def test_the_config_key_model_compile(tmp_path):
     assert off.model._compiled_call_impl is None and off.loss._compiled_call_impl is None
     assert on.model._compiled_call_impl is not None and on.loss._compiled_call_impl is not None
     assert on.hparams.compile is True and off.hparams.compile is False
+
+
+@pytest.mark.parametrize("decoding", ["dark", "softargmax", "rankfit", "udp"])
+def test_ranking_loss_has_no_graph_break_with_any_heatmap_decoder(decoding):
+    """Instance-Sort decodes the training maps with the data's decoder: each of them traces as one graph (DARK's
+    blur kernel is plain Python, not OpenCV)."""
+    from rspose.codecs import MSRAHeatmap, UDPHeatmap
+
+    codec = (UDPHeatmap(input_size=(48, 64), heatmap_size=(12, 16), sigma=1.0) if decoding == "udp" else
+             MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16), sigma=1.0, decoding=decoding))
+    loss = RankingLoss()
+    loss.bind(codec, COCO)
+    batch = make_batch(codec)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(loss)(_output(batch, codec.target_keys), batch)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]

@@ -11,6 +11,7 @@ import torch
 from sync_guard import DEVICE, HostSync, heatmap_codec, make_batch, no_host_sync, simcc_codec
 from torch.utils.data import DataLoader
 
+from rspose.codecs import MSRAHeatmap
 from rspose.data.specs import COCO
 from rspose.losses import KeypointMSELoss, KLDiscretLoss, RankingLoss
 from rspose.models import HeatmapHead, SimCCHead, TinyConvBackbone
@@ -73,16 +74,15 @@ def _simcc_shapes(batch):
 @pytest.mark.parametrize("kind", ["heatmap", "simcc"])
 def test_ranking_loss_forward_backward_never_syncs(kind, switches):
     codec, shapes = (heatmap_codec(), _heatmap_shapes) if kind == "heatmap" else (simcc_codec(), _simcc_shapes)
-    # heatmaps: MSRAHeatmap.decode copies its numpy scale factor to the device (see the xfail below)
-    parts = _loss_step(RankingLoss(**switches), codec, shapes, host_data=kind == "simcc")
+    parts = _loss_step(RankingLoss(**switches), codec, shapes, host_data=True)
     assert torch.isfinite(parts["loss"])
 
 
-@pytest.mark.xfail(strict=True, raises=HostSync,
-                   reason="MSRAHeatmap.decode: torch.as_tensor(self.scale_factor, device=...) every call, a host-to-"
-                          "device copy that waits on a GPU (rspose/codecs, owned elsewhere: multiply by Python floats)")
-def test_heatmap_decoding_in_instance_sort_copies_no_host_data():
-    _loss_step(RankingLoss(), heatmap_codec(), _heatmap_shapes, host_data=True)
+@pytest.mark.parametrize("decoding", ["quarter", "dark", "softargmax", "rankfit"])
+def test_heatmap_decoding_in_instance_sort_copies_no_host_data(decoding):
+    """The codec's scale and DARK's blur matrices are built from Python floats on the device."""
+    codec = MSRAHeatmap(input_size=(48, 64), heatmap_size=(12, 16), sigma=1.0, decoding=decoding)
+    _loss_step(RankingLoss(), codec, _heatmap_shapes, host_data=True)
 
 
 def test_baselines_never_sync():

@@ -86,3 +86,10 @@ def as_float32(output: HeadOutput) -> HeadOutput:
 
 def to_tensor(array: np.ndarray | Tensor) -> Tensor:
     return array if isinstance(array, Tensor) else torch.from_numpy(np.ascontiguousarray(array))
+
+
+def scale_xy(points: Tensor, factor: tuple[float, float]) -> Tensor:
+    """(..., 2) x, y points times the per-axis ``factor`` (x, y), given as Python floats: no host data is copied
+    to the device (a copy from host memory waits for a GPU) and nothing breaks a compiled graph."""
+    fx, fy = factor
+    return torch.stack((points[..., 0] * fx, points[..., 1] * fy), dim=-1)

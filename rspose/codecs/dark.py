@@ -24,9 +24,9 @@ Shapes: B instances, K keypoints, heatmaps (B, K, h, w); locations are (x, y) in
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -161,18 +161,42 @@ def refine_centroid(locs: Tensor, heatmaps: Tensor, radius: int = 1) -> Tensor:
     return locs.float() + offset.reshape(b, k, 2)
 
 
-@functools.lru_cache(maxsize=32)
-def _blur_matrix(n: int, kernel_size: int) -> np.ndarray:
-    """(n, n) banded matrix of the 1D kernel cv2.GaussianBlur(ksize=(k, k), sigmaX=0) uses, zero border.
+#: cv2.getGaussianKernel(k, sigma <= 0) uses these fixed kernels for k <= 9 (OpenCV's small_gaussian_tab).
+_CV2_SMALL_KERNELS = {
+    1: (1.0,),
+    3: (0.25, 0.5, 0.25),
+    5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
+    7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+    9: tuple(v / 256 for v in (4, 13, 30, 51, 60, 51, 30, 13, 4)),
+}
 
-    Row i holds the kernel centred at i (cv2 takes sigma = 0.3 ((k - 1) / 2 - 1) + 0.8, or its fixed small
-    kernels), truncated at the map edge: multiplying by it is the blur of the zero-padded map.
+
+@functools.lru_cache(maxsize=32)
+def gaussian_taps(kernel_size: int) -> tuple[float, ...]:
+    """The 1D kernel ``cv2.getGaussianKernel(kernel_size, 0)`` (what ``cv2.GaussianBlur(ksize=(k, k), sigmaX=0)``
+    uses), as Python floats: the fixed kernels for k <= 9, else a Gaussian with sigma = 0.3 ((k - 1) / 2 - 1) + 0.8,
+    normalised to sum 1. Plain Python, so that decoding needs no host data on the device and compiles."""
+    if kernel_size in _CV2_SMALL_KERNELS:
+        return _CV2_SMALL_KERNELS[kernel_size]
+    sigma = 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
+    centre = (kernel_size - 1) / 2
+    taps = [math.exp(-((i - centre) ** 2) / (2 * sigma * sigma)) for i in range(kernel_size)]
+    total = sum(taps)
+    return tuple(t / total for t in taps)
+
+
+def _blur_matrix(n: int, kernel_size: int, device: torch.device) -> Tensor:
+    """(n, n) float64 banded matrix of :func:`gaussian_taps` on ``device``, zero border.
+
+    Row i holds the kernel centred at i, truncated at the map edge: multiplying by it is the blur of the
+    zero-padded map. Built from Python floats on the device (no host-to-device copy).
     """
-    kern = cv2.getGaussianKernel(kernel_size, 0).astype(np.float64).ravel()
+    offset = torch.arange(n, device=device)[None, :] - torch.arange(n, device=device)[:, None]
+    matrix = torch.zeros(n, n, dtype=torch.float64, device=device)
     r = kernel_size // 2
-    offset = np.arange(n)[None, :] - np.arange(n)[:, None]
-    inside = np.abs(offset) <= r
-    return np.where(inside, kern[np.clip(offset + r, 0, kernel_size - 1)], 0.0)
+    for j, tap in enumerate(gaussian_taps(kernel_size)):
+        matrix = torch.where(offset == j - r, tap, matrix)
+    return matrix
 
 
 def gaussian_blur(heatmaps: Tensor, kernel_size: int) -> Tensor:
@@ -192,8 +216,8 @@ def gaussian_blur(heatmaps: Tensor, kernel_size: int) -> Tensor:
         raise ValueError(f"gaussian_blur: blur_kernel_size must be a positive odd integer, got {kernel_size}")
     h, w = heatmaps.shape[-2:]
     # float64: immune to TF32 matmuls on GPU, and the log-derivatives of DARK are differences of close values
-    my = torch.as_tensor(_blur_matrix(h, kernel_size), dtype=torch.float64, device=heatmaps.device)
-    mx = torch.as_tensor(_blur_matrix(w, kernel_size), dtype=torch.float64, device=heatmaps.device)
+    my = _blur_matrix(h, kernel_size, heatmaps.device)
+    mx = _blur_matrix(w, kernel_size, heatmaps.device)
     blurred = (my @ heatmaps.double() @ mx.T).float()
     orig_max = heatmaps.amax(dim=(-2, -1), keepdim=True)
     blur_max = blurred.amax(dim=(-2, -1), keepdim=True)

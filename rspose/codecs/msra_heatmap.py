@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rspose.codecs.base import Codec, HeadOutput, to_tensor
+from rspose.codecs.base import Codec, HeadOutput, scale_xy, to_tensor
 from rspose.codecs.dark import (
     check_heatmaps,
     heatmap_argmax,
@@ -201,6 +201,7 @@ class MSRAHeatmap(Codec):
                              "set rank_radius >= 1")
         #: (2,) float32 input pixels per heatmap pixel (x, y).
         self.scale_factor = (np.array(self.input_size) / np.array(self.heatmap_size)).astype(np.float32)
+        self.scale_xy = (float(self.scale_factor[0]), float(self.scale_factor[1]))  # decode: Python floats
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray) -> dict[str, np.ndarray]:
         """keypoints: (K, 2) input px; keypoints_visible: (K,) -> heatmaps (K, h, w), target_weight (K,)."""
@@ -228,8 +229,7 @@ class MSRAHeatmap(Codec):
             refined = refine_rank_fit(locs, heatmaps, self.rank_radius)
         else:
             refined = refine_quarter(locs, heatmaps)
-        scale = torch.as_tensor(self.scale_factor, device=heatmaps.device)
-        return refined * scale, scores
+        return scale_xy(refined, self.scale_xy), scores
 
     def flip_back(self, output: HeadOutput, flip_indices: Sequence[int]) -> HeadOutput:
         """output: (B, K, h, w) heatmaps of flipped crops -> (B, K, h, w) in the original frame (1 px shift)."""

@@ -47,7 +47,10 @@ def disc_offsets(radius: float, device: torch.device) -> tuple[Tensor, Tensor]:
     offsets = torch.arange(-r, r + 1, device=device)
     dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
     keep = (dx * dx + dy * dy) <= radius * radius + 1e-9
-    return dx[keep], dy[keep]
+    # the kept pixels first, in row-major order, with their count known in Python: static shapes, no host sync
+    count = sum(1 for i in range(-r, r + 1) for j in range(-r, r + 1) if i * i + j * j <= radius * radius + 1e-9)
+    order = torch.argsort((~keep).flatten().to(torch.int8), stable=True)[:count]
+    return dx.flatten()[order], dy.flatten()[order]
 
 
 def refine_rank_fit(locs: Tensor, heatmaps: Tensor, radius: float) -> Tensor:

@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from rspose.codecs.base import Codec, HeadOutput, to_tensor
+from rspose.codecs.base import Codec, HeadOutput, scale_xy, to_tensor
 from rspose.codecs.dark import check_heatmaps, heatmap_argmax, refine_dark_udp, resolve_blur_kernel
 from rspose.codecs.msra_heatmap import check_keypoints, flip_heatmaps, gaussian_heatmaps
 
@@ -61,6 +60,7 @@ class UDPHeatmap(Codec):
         self.blur_kernel_size = resolve_blur_kernel(blur_kernel_size, self.sigma, "UDPHeatmap")
         #: (2,) float32 input pixels per heatmap pixel (x, y): (input - 1) / (heatmap - 1).
         self.scale_factor = ((np.array(self.input_size) - 1) / (np.array(self.heatmap_size) - 1)).astype(np.float32)
+        self.scale_xy = (float(self.scale_factor[0]), float(self.scale_factor[1]))  # decode: Python floats
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray) -> dict[str, np.ndarray]:
         """keypoints: (K, 2) input px; keypoints_visible: (K,) -> heatmaps (K, h, w), target_weight (K,)."""
@@ -77,8 +77,7 @@ class UDPHeatmap(Codec):
         heatmaps = check_heatmaps(to_tensor(output), self.heatmap_size, f"{type(self).__name__}.decode")
         locs, scores = heatmap_argmax(heatmaps)
         refined = refine_dark_udp(locs, heatmaps, self.blur_kernel_size)
-        scale = torch.as_tensor(self.scale_factor, device=heatmaps.device)
-        return refined * scale, scores
+        return scale_xy(refined, self.scale_xy), scores
 
     def flip_back(self, output: HeadOutput, flip_indices: Sequence[int]) -> HeadOutput:
         """output: (B, K, h, w) heatmaps of flipped crops -> (B, K, h, w) in the original frame (no shift)."""
