@@ -20,6 +20,14 @@ def test_data() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    """A tiny synthetic COCO-format dataset (8 train / 4 val images, seed 1), one per test module."""
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic_coco(root, num_train=8, num_val=4, seed=1)
+    return root
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tests use small tensors: one intra-op thread is faster and steadier than two on the 2-core machine."""

@@ -18,17 +18,9 @@ import torch
 from lightning.pytorch import Callback
 
 from rspose.cli import run_lightning_cli
-from rspose.data.synthetic import generate_synthetic_coco
 from rspose.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic_coco(root, num_train=8, num_val=4, seed=1)
-    return root
 
 
 def tiny(synth: Path, out: Path, config: str = "configs/quickstart.yaml", logger: bool = False) -> list[str]:
