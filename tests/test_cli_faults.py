@@ -265,18 +265,18 @@ class StartSecondRun(Callback):
 def test_second_run_in_the_same_checkpoint_directory_is_caught_at_save_time(synth, tmp_path, capsys, no_pickle):
     from rspose.errors import UserError
 
-    shared = tmp_path / "shared"
-    a = tiny(synth, tmp_path / "a") + ["--checkpoint.dirpath", str(shared), "--last_checkpoint.dirpath", str(shared)]
-    b = tiny(synth, tmp_path / "b") + ["--checkpoint.dirpath", str(shared), "--last_checkpoint.dirpath", str(shared),
+    common = tmp_path / "one_ckpt_dir"
+    a = tiny(synth, tmp_path / "a") + ["--checkpoint.dirpath", str(common), "--last_checkpoint.dirpath", str(common)]
+    b = tiny(synth, tmp_path / "b") + ["--checkpoint.dirpath", str(common), "--last_checkpoint.dirpath", str(common),
                                        "--model.lr", "0.001", "--overwrite", "true"]
     cli = run_lightning_cli(a, run=False)
     cli.trainer.callbacks.append(StartSecondRun(["fit", *b]))
     b_saved = None
-    with pytest.raises(UserError, match=f"{shared}: another run .* this run stops without overwriting them"):
+    with pytest.raises(UserError, match=f"{common}: another run .* this run stops without overwriting them"):
         try:
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         finally:
-            b_saved = torch.load(shared / "last.ckpt", map_location="cpu", weights_only=True)
+            b_saved = torch.load(common / "last.ckpt", map_location="cpu", weights_only=True)
     assert b_saved["hyper_parameters"]["lr"] == 0.001  # B's checkpoint is still there, not overwritten by A
     # without --overwrite, B would have been refused at start-up: A's run id was already in the directory
     fresh = tmp_path / "fresh"
