@@ -18,8 +18,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rspose.data.datamodule import PoseDataModule
     from rspose.builder import build_module
+    from rspose.data.datamodule import PoseDataModule
     from rspose.inferencer import Inferencer
     from rspose.module import PoseLitModule
 
