@@ -2,7 +2,8 @@
 
 * ``rspose fit|validate|test|predict --config configs/....yaml [--trainer.devices 8 ...]``: a LightningCLI over
   :class:`rspose.module.PoseLitModule` and :class:`rspose.data.datamodule.PoseDataModule`. The data's codec and
-  dataset spec are written once, under ``data``, and linked into the model.
+  dataset spec are written once, under ``data``, and linked into the model (:func:`rspose.builder.add_data_model_links`,
+  the links :func:`rspose.build_module` uses too).
 * ``rspose synth --out DIR``: write the synthetic COCO-format dataset.
 * ``rspose compare``: the MSE-vs-ranking reproduction on synthetic data (see :mod:`rspose.compare`).
 * ``rspose infer``: keypoints for images / folders / videos (:mod:`rspose.infer`); ``rspose export``: the network
