@@ -5,7 +5,8 @@ The public API (docs/api.md), imported on first use so that ``import rspose`` st
 * :class:`PoseLitModule` (:mod:`rspose.module`): backbone + head + codec + loss; train/val/test/predict steps.
 * :class:`PoseDataModule` (:mod:`rspose.data.datamodule`): datasets, boxes, augmentation and loaders.
 * :class:`Inferencer` (:mod:`rspose.inferencer`): a trained model on any image, with or without person boxes.
-* :func:`build_module` (:mod:`rspose.inferencer`): the module and data module of an ``rspose`` YAML config.
+* :func:`build_module` (:mod:`rspose.builder`): the module and data module of an ``rspose`` config (a YAML file
+  or a dict), without LightningCLI.
 
 The parts are imported from their packages: ``rspose.models`` (backbones, heads), ``rspose.codecs``,
 ``rspose.losses``, ``rspose.metrics``, ``rspose.data`` (readers, specs, transforms), ``rspose.viz``.
@@ -17,15 +18,16 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rspose.builder import build_module
     from rspose.data.datamodule import PoseDataModule
-    from rspose.inferencer import Inferencer, build_module
+    from rspose.inferencer import Inferencer
     from rspose.module import PoseLitModule
 
 __all__ = ["Inferencer", "PoseDataModule", "PoseLitModule", "build_module"]
 
 _WHERE = {
     "Inferencer": "rspose.inferencer",
-    "build_module": "rspose.inferencer",
+    "build_module": "rspose.builder",
     "PoseDataModule": "rspose.data.datamodule",
     "PoseLitModule": "rspose.module",
 }

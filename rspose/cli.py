@@ -2,7 +2,8 @@
 
 * ``rspose fit|validate|test|predict --config configs/....yaml [--trainer.devices 8 ...]``: a LightningCLI over
   :class:`rspose.module.PoseLitModule` and :class:`rspose.data.datamodule.PoseDataModule`. The data's codec and
-  dataset spec are written once, under ``data``, and linked into the model.
+  dataset spec are written once, under ``data``, and linked into the model (:func:`rspose.builder.add_data_model_links`,
+  the links :func:`rspose.build_module` uses too).
 * ``rspose synth --out DIR``: write the synthetic COCO-format dataset.
 * ``rspose compare``: the MSE-vs-ranking reproduction on synthetic data (see :mod:`rspose.compare`).
 * ``rspose infer``: keypoints for images / folders / videos (:mod:`rspose.infer`); ``rspose export``: the network
@@ -22,6 +23,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from rspose.builder import SEED_EVERYTHING_DEFAULT, add_data_model_links
 from rspose.callbacks import (
     RUN_ID_FILE,
     GuardedModelCheckpoint,
@@ -68,7 +70,13 @@ class RSPoseCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path last``, read the checkpoint safely (``RSPOSE_ALLOW_PICKLE``), and fill the model
-        keys the user did not type from its hyperparameters (typed values win)."""
+        keys the user did not type from its hyperparameters (typed values win).
+
+        This replaces a private method of LightningCLI because lightning 2.x has no public hook for it:
+        ``LightningCLI.__init__`` calls ``_parse_ckpt_path`` unconditionally right after the public
+        ``parse_arguments``, and Lightning's own version (checkpoint values win over typed ones, a plain
+        ``torch.load(weights_only=True)``) would run after anything done in a public hook. If an upgrade stops
+        calling it, tests/test_cli_promises.py (typed values win, output paths never from the checkpoint) fails."""
         self._ckpt_shapes: dict[str, tuple[int, ...]] | None = None
         subcommand = self.config.get("subcommand")
         if not subcommand:
@@ -206,9 +214,7 @@ class RSPoseCLI(LightningCLI):
         )
         parser.add_lightning_class_args(PosePredictionWriter, "predict_writer")
         parser.add_lightning_class_args(MetricsTable, "metrics_table")
-        # The codec is written once, under data; the model gets an identically configured (stateless) instance.
-        parser.link_arguments("data.codec", "model.codec", apply_on="parse")
-        parser.link_arguments("data.spec", "model.spec", apply_on="instantiate")
+        add_data_model_links(parser)
 
     def before_instantiate_classes(self) -> None:
         """``checkpoint.monitor: auto`` (the default) becomes the dataset's headline metric: val/Mean (PCKh) for
@@ -306,7 +312,7 @@ def run_lightning_cli(args: list[str] | None = None, run: bool = True) -> RSPose
     return RSPoseCLI(
         PoseLitModule,
         PoseDataModule,
-        seed_everything_default=0,
+        seed_everything_default=SEED_EVERYTHING_DEFAULT,
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

@@ -196,22 +196,27 @@ def evaluate_one(args: list[str], checkpoint: str, threads: int) -> dict[str, fl
     """Validate the weights of ``checkpoint`` under the config and arguments ``args`` (no ``fit``).
 
     Only the weights come from the checkpoint (loaded with ``weights_only=True``): every setting, the decoder
-    and the evaluation options included, is the one ``args`` give.
+    and the evaluation options included, is the one ``args`` give. The model, data and Trainer come from
+    :func:`rspose.builder.build_with_trainer_args` (no LightningCLI): the run folder's config.yaml stays the
+    training run's.
     """
     import torch
+    from lightning.pytorch import Trainer
 
-    from rspose.cli import run_lightning_cli
+    from rspose.builder import build_with_trainer_args
 
     if threads > 0:
         torch.set_num_threads(threads)
     start = time.perf_counter()
-    cli = run_lightning_cli([*args, "--trainer.logger", "false"], run=False)
+    # args are command-line arguments, "--config FILE" among them
+    module, datamodule, trainer_args = build_with_trainer_args((), [*args, "--trainer.logger", "false"])
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    cli.model.load_state_dict(state)
-    cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+    module.load_state_dict(state)
+    trainer = Trainer(**trainer_args)
+    trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = {
         key[len("val/"):]: float(value)
-        for key, value in cli.trainer.callback_metrics.items()
+        for key, value in trainer.callback_metrics.items()
         if key.startswith("val/") and key != "val/loss"
     }
     metrics["eval_wall_s"] = time.perf_counter() - start

@@ -5,8 +5,9 @@
     >>> keypoints, scores = pose(cv2.imread("photo.jpg"), boxes=[[x, y, w, h, score]])   # (N, K, 2), (N, K)
 
 The model is built from the same YAML config as ``rspose fit/test`` (backbone, head, codec, dataset spec,
-``flip_test``, ``loss``) and filled from the checkpoint with :func:`rspose.models.pretrained.load_pose_weights`
-(rspose Lightning checkpoints and mmpose / ViTPose files alike, strictly). Each box is cropped exactly like an
+``flip_test``, ``loss``) by :func:`rspose.builder.build_module` (no LightningCLI, no Trainer) and filled from
+the checkpoint with :func:`rspose.models.pretrained.load_pose_weights` (rspose Lightning checkpoints and mmpose /
+ViTPose files alike, strictly; only the weights: every setting is the config's). Each box is cropped exactly like an
 evaluation sample (``bbox_padding``, aspect ratio of the codec's input, plain or UDP warp, ImageNet
 normalisation) and decoded by :meth:`rspose.module.PoseLitModule.decode_to_image`: the evaluation code path
 with flip test, the sigmoid after ranking training, the codec's decoding and the inverse warp. Instance scores
@@ -15,8 +16,6 @@ are rescored as the COCO metric does (box score x mean keypoint score above ``ke
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from rspose.builder import Config, build_module
 from rspose.data.readers.instance import box_center_scale
 from rspose.data.transforms import Normalizer, warp_image, warp_matrix
 from rspose.errors import UserError
@@ -43,30 +43,6 @@ class PosePrediction:
     keypoint_scores: np.ndarray
     instance_scores: np.ndarray
     boxes: np.ndarray
-
-
-def build_module(config: str | Path, overrides: Sequence[str] = ()):  # -> PoseLitModule
-    """The :class:`rspose.module.PoseLitModule` (and its datamodule) of a ``rspose`` YAML config, nothing run.
-
-    ``overrides``: extra CLI arguments (``["--model.flip_test", "false"]``). No data is read.
-    """
-    from rspose.cli import run_lightning_cli
-
-    args = ["--config", str(config), "--seed_everything", "false", "--trainer.logger", "false",
-            "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false",
-            *overrides]
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:  # the (unused) trainer's start-up notes
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():  # called from `rspose infer`, sys.argv holds that command's arguments
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            cli = run_lightning_cli(args, run=False)
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-    return cli.model, cli.datamodule
 
 
 #: a box wider or taller than this many times the image is refused (a unit or format mistake: its crop would
@@ -111,7 +87,8 @@ class Inferencer:
     """A pose model from a config and a checkpoint, applied to images.
 
     Args:
-        config: an ``rspose`` YAML config (the model, codec and dataset of the checkpoint).
+        config: an ``rspose`` YAML config (the model, codec and dataset of the checkpoint), or several, or the
+            config as a dict (:func:`rspose.builder.build_module`).
         ckpt: local checkpoint (rspose ``.ckpt``, mmpose 1.x / 0.x, ViTPose); ``None`` keeps the weights the
             config gives (random, or ``model.init_from``).
         device: torch device for the network ("cpu", "cuda", "cuda:1").
@@ -126,7 +103,7 @@ class Inferencer:
 
     def __init__(
         self,
-        config: str | Path,
+        config: Config,
         ckpt: str | Path | None,
         device: str | torch.device = "cpu",
         overrides: Sequence[str] = (),
