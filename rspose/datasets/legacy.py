@@ -34,14 +34,21 @@ OLD_DATASET_KEYS = {
 OLD_AUGMENT_KEYS = tuple(f.name for f in dataclasses.fields(TopDownAugment))
 
 
+def _old_name(dataset: Any) -> bool:
+    """An old ``data.dataset`` string (a name, not a class path)."""
+    return isinstance(dataset, str) and "." not in dataset
+
+
 def new_data_spelling(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``dataset`` / ``augment`` entries of the new spelling of an old data section; None if it is not old."""
     dataset = data.get("dataset")
     old_keys = [k for k in data if k in OLD_DATASET_KEYS or k in OLD_AUGMENT_KEYS]
-    if not isinstance(dataset, str) and not old_keys:
+    if not _old_name(dataset) and not old_keys:
         return None
-    class_path = OLD_DATASETS.get(str(dataset), "rspose.datasets.COCO") if dataset is None or isinstance(
-        dataset, str) else dataset.get("class_path", "rspose.datasets.COCO")
+    if isinstance(dataset, str):
+        class_path = OLD_DATASETS.get(dataset, dataset)
+    else:
+        class_path = (dataset or {}).get("class_path", "rspose.datasets.COCO")
     init_args = {OLD_DATASET_KEYS[k]: data[k] for k in data if k in OLD_DATASET_KEYS}
     new: dict[str, Any] = {"dataset": {"class_path": class_path, "init_args": init_args}}
     augment = {k: data[k] for k in data if k in OLD_AUGMENT_KEYS}
@@ -60,7 +67,7 @@ def check_data_spelling(data: Mapping[str, Any], where: str) -> None:
     new = new_data_spelling(data)
     if new is None:
         return
-    old = [f"dataset: {data['dataset']!r}"] if isinstance(data.get("dataset"), str) else []
+    old = [f"dataset: {data['dataset']!r}"] if _old_name(data.get("dataset")) else []
     old += [k for k in data if k in OLD_DATASET_KEYS or k in OLD_AUGMENT_KEYS]
     raise UserError(
         f"{where}: data uses the old spelling ({', '.join(old)}); a dataset is now an object and the augmentation "
@@ -88,7 +95,7 @@ def check_cli_args(args: Sequence[str]) -> None:
             flat[key[len("--data."):]] = yaml.safe_load(value) if isinstance(value, str) else value
     if new_data_spelling(flat) is None:
         return
-    if isinstance(flat.get("dataset"), str):
+    if _old_name(flat.get("dataset")):
         check_data_spelling(flat, "the command line (--data.*)")
     spelled = [f"--data.dataset.init_args.{OLD_DATASET_KEYS[k]}" if k in OLD_DATASET_KEYS else f"--data.augment.{k}"
                for k in flat if k in OLD_DATASET_KEYS or k in OLD_AUGMENT_KEYS]
