@@ -32,6 +32,8 @@ from rspose.callbacks import (
     SigtermCheckpoint,
 )
 from rspose.data.datamodule import PoseDataModule
+from rspose.datasets import dataset_class
+from rspose.datasets.legacy import check_cli_args
 from rspose.errors import UserError
 from rspose.models.checkpoint import load_checkpoint_file, pickle_allowed
 from rspose.module import PoseLitModule
@@ -43,8 +45,8 @@ CKPT_HPARAMS_NEVER_LOADED = ("eval_outfile_prefix", "init_from", "init_from_stri
 
 
 class RSPoseCLI(LightningCLI):
-    """LightningCLI with a checkpoint on the best validation metric (``checkpoint``; ``monitor: auto`` = val/AP,
-    val/Mean for MPII),
+    """LightningCLI with a checkpoint on the best validation metric (``checkpoint``; ``monitor: auto`` = the
+    dataset's ``monitor``: val/AP, val/Mean for MPII),
     ``last.ckpt`` every epoch (``last_checkpoint``), the metrics table, the prediction writer and the
     data -> model links.
 
@@ -65,7 +67,11 @@ class RSPoseCLI(LightningCLI):
         return super().init_parser(**kwargs)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Lightning's, after refusing the old spelling of the data section with one message that gives the new
+        one (:mod:`rspose.datasets.legacy`)."""
         self._typed_args = args
+        if args is None or isinstance(args, (list, tuple)):
+            check_cli_args(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
@@ -217,12 +223,12 @@ class RSPoseCLI(LightningCLI):
         add_data_model_links(parser)
 
     def before_instantiate_classes(self) -> None:
-        """``checkpoint.monitor: auto`` (the default) becomes the dataset's headline metric: val/Mean (PCKh) for
-        MPII, val/AP otherwise."""
+        """``checkpoint.monitor: auto`` (the default) becomes the dataset's headline metric (its class's ``monitor``:
+        val/AP, val/Mean for MPII's PCKh)."""
         config = self._get(self.config, "checkpoint", default=None)
         if config is not None and config.get("monitor") == "auto":
             dataset = self._get(self.config, "data", default={}).get("dataset")
-            config["monitor"] = "val/Mean" if dataset == "mpii" else "val/AP"
+            config["monitor"] = dataset_class(dataset.class_path).monitor
         if self.subcommand in ("validate", "test"):
             self._refuse_random_weights()
         if self.subcommand == "fit":

@@ -234,8 +234,8 @@ class TuningSplit:
     def args(self) -> list[str]:
         """LightningCLI arguments that point validation at this split (0 training images: only val is read)."""
         return [
-            "--data.root", str(self.root), "--data.synthetic_seed", str(self.seed),
-            "--data.synthetic_val_images", str(self.images), "--data.synthetic_train_images", "0",
+            "--data.dataset.init_args.root", str(self.root), "--data.dataset.init_args.seed", str(self.seed),
+            "--data.dataset.init_args.val_images", str(self.images), "--data.dataset.init_args.train_images", "0",
         ]
 
     def ensure(self) -> None:
@@ -256,6 +256,21 @@ def last_value(args: Sequence[str], key: str) -> str | None:
     return value
 
 
+def dataset_config(data: dict[str, Any], args: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The class path and init_args of ``data.dataset`` of a config's data section, with the
+    ``--data.dataset.class_path`` / ``--data.dataset.init_args.KEY`` (or ``--data.dataset.KEY``) of ``args``."""
+    dataset = data.get("dataset") or {}
+    class_path = last_value(args, "--data.dataset.class_path") or dataset.get("class_path", "")
+    init_args = dict(dataset.get("init_args") or {})
+    for arg in args:
+        for prefix in ("--data.dataset.init_args.", "--data.dataset."):
+            key = arg.partition("=")[0][len(prefix):]
+            if arg.startswith(prefix) and key and "." not in key and key != "class_path":
+                init_args[key] = yaml.safe_load(last_value(args, prefix + key) or "null")
+                break
+    return class_path, init_args
+
+
 def check_decoder_variant(variant: Variant, extra: Sequence[str], tuning: TuningSplit) -> None:
     """The decoder rule needs a synthetic dataset and an MSRAHeatmap codec, and a tuning seed unlike the data's."""
     try:
@@ -272,13 +287,17 @@ def check_decoder_variant(variant: Variant, extra: Sequence[str], tuning: Tuning
             f"--decoders: variant {variant.name!r} uses the codec {codec or 'none'!r}; the decoder rule chooses "
             "among the decoding settings of rspose.codecs.MSRAHeatmap (leave this variant out with --only)"
         )
-    dataset = last_value(args, "--data.dataset") or data.get("dataset")
-    if dataset != "synthetic":
+    from rspose.datasets import Synthetic, dataset_class
+    from rspose.datasets.legacy import check_data_spelling
+
+    check_data_spelling(data, variant.config)
+    class_path, init_args = dataset_config(data, args)
+    if not issubclass(dataset_class(class_path), Synthetic):
         raise UserError(
-            f"--decoders: variant {variant.name!r} has data.dataset {dataset!r}; the tuning split is drawn from the "
-            "synthetic generator, so the decoder rule needs data.dataset: synthetic"
+            f"--decoders: variant {variant.name!r} has data.dataset {class_path!r}; the tuning split is drawn from "
+            "the synthetic generator, so the decoder rule needs data.dataset: rspose.datasets.Synthetic"
         )
-    seed = int(last_value(args, "--data.synthetic_seed") or data.get("synthetic_seed", 0))
+    seed = int(init_args.get("seed", 0))
     if seed == tuning.seed:
         raise UserError(
             f"--tuning-seed {tuning.seed} is the data seed of variant {variant.name!r}: the tuning split would be "
@@ -507,19 +526,25 @@ def write_plots(out: Path, runs: list[dict[str, Any]]) -> list[Path]:
 
 
 def val_annotation_file(run: dict[str, Any]) -> Path | None:
-    """The validation annotation file of a COCO-format run (synthetic or coco), from its config and arguments."""
+    """The validation annotation file of a run on COCO keypoints (its dataset's spec is COCO's), from its config
+    and arguments; None for other keypoints or a config that cannot be read."""
     try:
         config = yaml.safe_load(Path(run["config"]).read_text()) or {}
     except (OSError, yaml.YAMLError):
         return None
     data = config.get("data", {}) if isinstance(config, dict) else {}
     args = [str(a) for a in run.get("args", [])]
-    dataset = last_value(args, "--data.dataset") or data.get("dataset")
-    if dataset not in ("synthetic", "coco"):
+    from rspose.data.specs import COCO
+    from rspose.datasets import dataset_class
+
+    try:
+        class_path, init_args = dataset_config(data, args)
+        dataset = dataset_class(class_path)(**init_args)
+        if dataset.spec != COCO:
+            return None
+        return dataset.paths["val_ann"]
+    except (ValueError, TypeError, OSError, AttributeError):
         return None
-    root = Path(last_value(args, "--data.root") or data.get("root") or f"data/{dataset}")
-    ann = Path(last_value(args, "--data.val_ann") or data.get("val_ann") or "annotations/person_keypoints_val2017.json")
-    return ann if ann.is_absolute() else root / ann
 
 
 def error_quantile_summary(out: Path, runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -1,4 +1,4 @@
-"""Connects a batch of decoded predictions to the dataset's metric (COCO/CrowdPose OKS-mAP or MPII PCKh).
+"""Connects a batch of decoded predictions to the dataset's metric (OKS-mAP or PCKh, chosen by the dataset).
 
 The LightningModule builds one evaluator per stage in ``setup`` from its datamodule; the evaluator is an
 ``nn.Module`` holding the torchmetrics metric, so Lightning moves it to the device and torchmetrics gathers
@@ -60,31 +60,12 @@ class PoseEvaluator(nn.Module):
 
 
 def build_evaluator(datamodule: Any, stage: str, hparams: Any) -> PoseEvaluator | None:
-    """The metric for ``stage`` ("val" or "test") of a :class:`rspose.data.datamodule.PoseDataModule`.
+    """The metric for ``stage`` ("val" or "test") of a :class:`rspose.data.datamodule.PoseDataModule`: the one its
+    dataset object gives (:meth:`rspose.datasets.PoseDataset.metric`), fed with the module's ``hparams``.
 
     Returns None when the datamodule has no annotation file for that stage.
     """
     ann_file = datamodule.eval_ann_file(stage)
     if ann_file is None:
         return None
-    spec = datamodule.spec
-    diagnostics = bool(getattr(hparams, "eval_diagnostics", False))
-    if spec.name == "mpii":
-        if diagnostics:
-            raise ValueError("model.eval_diagnostics=true needs a COCO-style dataset (OKS AP); MPII is evaluated by PCKh")
-        return PoseEvaluator(PCKhAccuracy())
-    prefix = getattr(hparams, "eval_outfile_prefix", None)
-    return PoseEvaluator(
-        OKSMeanAP(
-            ann_file,
-            spec=spec,
-            iou_type="keypoints_crowd" if spec.name == "crowdpose" else "keypoints",
-            keypoint_score_thr=hparams.keypoint_score_thr,
-            nms=hparams.eval_nms,
-            nms_thr=hparams.eval_nms_thr,
-            outfile_prefix=f"{prefix}.{stage}" if prefix else None,
-            report_ap_before_nms=getattr(hparams, "eval_ap_before_nms", False),
-            backend=getattr(hparams, "eval_backend", "pycocotools"),
-            diagnostics=diagnostics,
-        )
-    )
+    return PoseEvaluator(datamodule.dataset.metric(ann_file, stage, hparams))

@@ -46,9 +46,9 @@ def image_check_cache_in_tmp(tmp_path_factory, monkeypatch):
 def compare_args(data: Path) -> list[str]:
     """The LightningCLI arguments that keep a compare run tiny."""
     return [
-        "--data.root", str(data), "--data.num_workers", "0", "--data.persistent_workers", "false",
+        "--data.dataset.init_args.root", str(data), "--data.num_workers", "0", "--data.persistent_workers", "false",
         # the size and seed the data was generated with (tiny_compare): other values would regenerate 800 / 200 images
-        "--data.synthetic_train_images", "16", "--data.synthetic_val_images", "6", "--data.synthetic_seed", "3",
+        "--data.dataset.init_args.train_images", "16", "--data.dataset.init_args.val_images", "6", "--data.dataset.init_args.seed", "3",
         "--data.batch_size", "16", "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.num_sanity_val_steps", "0",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import io
 import json
 import re
@@ -30,6 +31,8 @@ from rspose.data.readers import image_check
 from rspose.data.readers.coco import read_coco
 from rspose.data.readers.image_check import check_images
 from rspose.data.specs import COCO, CROWDPOSE
+from rspose.data.transforms import TopDownAugment
+from rspose.datasets import MPII, COCOFormat
 from rspose.metrics import OKSMeanAP
 from rspose.metrics.coco_ap import KeypointPredictions, deduplicate
 
@@ -176,9 +179,9 @@ CASES: dict[str, tuple] = {
         lambda r: (r / DET).write_text('{"image_id": 785}'), {}, "test",
         (ValueError, r"test_coco_det_AP_H_56\.json: a detection file must be a JSON list"),
     ),
-    "unknown dataset name": (
+    "a dataset name instead of a dataset object": (
         lambda r: None, {"dataset": "cocoo"}, "validate",
-        (ValueError, r"data\.dataset: 'cocoo' is not one of"),
+        (ValueError, r"data\.dataset: 'cocoo' is not a dataset object; write data\.dataset: \{class_path: "),
     ),
     "zero-size box": (
         lambda r: edit_json(r / ANN, set_ann(0, bbox=[first_ann(r)["bbox"][0], 10.0, 0.0, 50.0])), {}, "validate",
@@ -246,7 +249,7 @@ CASES: dict[str, tuple] = {
         lambda r: None, {"batch_size": 0}, "fit", (ValueError, r"data\.batch_size: 0, expected an integer >= 1"),
     ),
     "negative rotation": (
-        lambda r: None, {"rotate_factor": -10.0}, "fit",
+        lambda r: None, {"augment": {"rotate_factor": -10.0}}, "fit",
         (ValueError, r"TopDownAugment\.rotate_factor must be a finite number >= 0, got -10"),
     ),
     "missing num_keypoints": (
@@ -256,13 +259,18 @@ CASES: dict[str, tuple] = {
 }
 
 
+DATASET_ARGS = set(inspect.signature(COCOFormat).parameters)
+
+
 def make_module(root: Path, **kwargs) -> PoseDataModule:
-    args = dict(
-        dataset="custom", root=str(root), train_ann=ANN, val_ann=ANN, test_ann=ANN, train_img_dir=".",
-        val_img_dir=".", test_img_dir=".", test_bbox_file=DET, num_workers=0, pin_memory=False,
-        image_check_cache=None,
-    )
-    args.update(kwargs)
+    """A COCOFormat dataset of the COCO fixture's files in ``root``; ``kwargs`` go to the dataset or the module."""
+    files = dict(root=str(root), train_ann=ANN, val_ann=ANN, test_ann=ANN, train_img_dir=".", val_img_dir=".",
+                 test_img_dir=".", test_bbox_file=DET)
+    files.update({k: v for k, v in kwargs.items() if k in DATASET_ARGS})
+    args = dict(dataset=COCOFormat(**files), num_workers=0, pin_memory=False, image_check_cache=None)
+    args.update({k: v for k, v in kwargs.items() if k not in DATASET_ARGS})
+    if isinstance(args.get("augment"), dict):
+        args["augment"] = TopDownAugment(**args["augment"])
     return PoseDataModule(MSRAHeatmap(), **args)
 
 
@@ -376,7 +384,7 @@ def test_mpii_missing_image_is_skipped(tmp_path):
     (root / "annotations").mkdir()
     shutil.copy(root / "images" / "test_mpii.json", root / "annotations" / "mpii_val.json")
     (root / "images" / "005808361.jpg").unlink()
-    dm = PoseDataModule(MSRAHeatmap(), dataset="mpii", root=str(root), num_workers=0, image_check_cache=None)
+    dm = PoseDataModule(MSRAHeatmap(), MPII(root=str(root)), num_workers=0, image_check_cache=None)
     with pytest.warns(UserWarning, match=r"data\.val: .*mpii_val\.json: 1 of 5 images skipped: 1 does not exist"):
         dm.setup("validate")
     assert len(dm.datasets["val"]) == 4 and dm.eval_ann_file("validate").endswith("mpii_val.json")

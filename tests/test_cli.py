@@ -30,7 +30,7 @@ def synth(tmp_path_factory) -> Path:
 def quick_args(synth: Path, tmp_path: Path, config: str = "configs/quickstart.yaml") -> list[str]:
     return [
         "--config", str(ROOT / config),
-        "--data.root", str(synth),
+        "--data.dataset.init_args.root", str(synth),
         "--data.num_workers", "0",
         "--data.persistent_workers", "false",
         "--data.batch_size", "8",
@@ -85,10 +85,10 @@ def test_fit_on_real_coco_fixture(tmp_path):
     coco = FIXTURES / "coco"
     args = [
         "fit", "--config", str(ROOT / "configs/quickstart.yaml"),
-        "--data.dataset", "coco", "--data.root", str(coco),
-        "--data.train_ann", "test_coco.json", "--data.val_ann", "test_coco.json",
-        "--data.train_img_dir", ".", "--data.val_img_dir", ".",
-        "--data.val_bbox_file", "test_coco_det_AP_H_56.json",
+        "--data.dataset", "rspose.datasets.COCO", "--data.dataset.init_args.root", str(coco),
+        "--data.dataset.init_args.train_ann", "test_coco.json", "--data.dataset.init_args.val_ann", "test_coco.json",
+        "--data.dataset.init_args.train_img_dir", ".", "--data.dataset.init_args.val_img_dir", ".",
+        "--data.dataset.init_args.val_bbox_file", "test_coco_det_AP_H_56.json",
         "--data.num_workers", "0", "--data.persistent_workers", "false", "--data.batch_size", "4",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.fast_dev_run", "true",
         "--trainer.enable_progress_bar", "false",
@@ -132,14 +132,15 @@ def test_unknown_key_in_yaml_fails_naming_it(synth, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "configs/quickstart.yaml").read_text().replace("{delta: 0.5,", "{dleta: 0.5,"))
     with pytest.raises(SystemExit):
-        run_lightning_cli(["fit", "--config", str(bad), "--data.root", str(synth)])
+        run_lightning_cli(["fit", "--config", str(bad), "--data.dataset.init_args.root", str(synth)])
     assert "dleta" in capsys.readouterr().err
 
 
 def test_wrong_path_fails_at_start_naming_the_key(synth, tmp_path):
     with pytest.raises(Exception, match="val_ann.*does_not_exist.json"):
-        run_lightning_cli(["fit", *quick_args(synth, tmp_path), "--data.val_ann", "does_not_exist.json",
-                           "--trainer.fast_dev_run", "true"])
+        run_lightning_cli(["fit", *quick_args(synth, tmp_path), "--data.dataset", "rspose.datasets.COCO",
+                           "--data.dataset.init_args.root", str(synth),
+                           "--data.dataset.init_args.val_ann", "does_not_exist.json", "--trainer.fast_dev_run", "true"])
 
 
 def test_keypoint_count_mismatch_fails_naming_it(synth, tmp_path):

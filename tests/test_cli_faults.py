@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny(synth: Path, out: Path, config: str = "configs/quickstart.yaml", logger: bool = False) -> list[str]:
     args = [
-        "--config", str(ROOT / config), "--data.root", str(synth), "--data.num_workers", "0",
+        "--config", str(ROOT / config), "--data.dataset.init_args.root", str(synth), "--data.num_workers", "0",
         "--data.persistent_workers", "false", "--data.batch_size", "4", "--data.val_batch_size", "4",
         "--model.backbone.init_args.width", "8", "--trainer.default_root_dir", str(out),
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny(synth: Path, out: Path) -> list[str]:
     return [
         "--config", str(ROOT / "configs/quickstart.yaml"),
-        "--data.root", str(synth),
+        "--data.dataset.init_args.root", str(synth),
         "--data.num_workers", "0",
         "--data.persistent_workers", "false",
         "--data.batch_size", "4",

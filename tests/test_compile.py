@@ -137,7 +137,7 @@ def test_the_config_key_model_compile(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     generate_synthetic_coco(tmp_path / "synth", num_train=4, num_val=2, seed=1)
-    args = ["--config", str(root / "configs/quickstart.yaml"), "--data.root", str(tmp_path / "synth"),
+    args = ["--config", str(root / "configs/quickstart.yaml"), "--data.dataset.init_args.root", str(tmp_path / "synth"),
             "--data.num_workers", "0", "--trainer.default_root_dir", str(tmp_path)]
     off = run_lightning_cli(args, run=False).model
     on = run_lightning_cli([*args, "--model.compile", "true"], run=False).model

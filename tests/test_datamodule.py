@@ -30,6 +30,9 @@ from rspose.data.transforms import (
     get_udp_warp_matrix,
     get_warp_matrix,
 )
+from rspose.datasets import COCO as COCODataset
+from rspose.datasets import MPII as MPIIDataset
+from rspose.datasets import COCOFormat, CrowdPose, Synthetic
 
 
 def normalize_image(crop_bgr):
@@ -159,9 +162,8 @@ def test_missing_image_error_names_the_file(tmp_path):
         ds[index]
 
 
-def custom_module(**kwargs):
+def custom_dataset(**kwargs) -> COCOFormat:
     args = dict(
-        dataset="custom",
         root=str(COCO_DIR),
         train_ann="test_coco.json",
         val_ann="test_coco.json",
@@ -174,13 +176,14 @@ def custom_module(**kwargs):
         flip_indices=list(COCO.flip_indices),
         upper_body_ids=list(COCO.upper_body_ids),
         lower_body_ids=list(COCO.lower_body_ids),
-        batch_size=4,
-        val_batch_size=5,
-        num_workers=0,
-        pin_memory=False,
     )
     args.update(kwargs)
-    return PoseDataModule(args.pop("codec", MSRAHeatmap()), **args)
+    return COCOFormat(**args)
+
+
+def custom_module(codec=None, **kwargs):
+    return PoseDataModule(codec or MSRAHeatmap(), custom_dataset(**kwargs), batch_size=4, val_batch_size=5,
+                          num_workers=0, pin_memory=False)
 
 
 def test_datamodule_batches_have_every_key():
@@ -230,15 +233,16 @@ def test_datamodule_simcc_keys_and_gt_test_boxes():
 def test_datamodule_crowdpose_and_mpii_layouts():
     crowd = PoseDataModule(
         MSRAHeatmap(),
-        dataset="crowdpose",
-        root=str(FIXTURES / "crowdpose"),
-        train_ann="test_crowdpose.json",
-        val_ann="test_crowdpose.json",
-        test_ann="test_crowdpose.json",
-        train_img_dir=".",
-        val_img_dir=".",
-        test_img_dir=".",
-        test_bbox_file="test_crowdpose_det_AP_40.json",
+        CrowdPose(
+            root=str(FIXTURES / "crowdpose"),
+            train_ann="test_crowdpose.json",
+            val_ann="test_crowdpose.json",
+            test_ann="test_crowdpose.json",
+            train_img_dir=".",
+            val_img_dir=".",
+            test_img_dir=".",
+            test_bbox_file="test_crowdpose_det_AP_40.json",
+        ),
         num_workers=0,
         pin_memory=False,
         val_batch_size=8,
@@ -251,14 +255,15 @@ def test_datamodule_crowdpose_and_mpii_layouts():
     assert sorted(set(np.round(batch["crowd_index"].numpy(), 2))) == [0.33, 0.39]
     mpii = PoseDataModule(
         MSRAHeatmap(input_size=(256, 256), heatmap_size=(64, 64)),
-        dataset="mpii",
-        root=str(FIXTURES / "mpii"),
-        train_ann="test_mpii.json",
-        val_ann="test_mpii.json",
-        test_ann="test_mpii.json",
-        train_img_dir=".",
-        val_img_dir=".",
-        test_img_dir=".",
+        MPIIDataset(
+            root=str(FIXTURES / "mpii"),
+            train_ann="test_mpii.json",
+            val_ann="test_mpii.json",
+            test_ann="test_mpii.json",
+            train_img_dir=".",
+            val_img_dir=".",
+            test_img_dir=".",
+        ),
         num_workers=0,
         pin_memory=False,
     )
@@ -266,38 +271,35 @@ def test_datamodule_crowdpose_and_mpii_layouts():
     mpii.setup("validate")
     assert len(mpii.datasets["val"]) == 5
     with pytest.warns(UserWarning, match="mpii_gt_val.mat not found"):
-        assert mpii.eval_head_boxes is None
+        assert mpii.dataset.head_boxes() is None
     batch = next(iter(mpii.val_dataloader()))
     assert tuple(batch["image"].shape) == (5, 3, 256, 256) and tuple(batch["heatmaps"].shape) == (5, 16, 64, 64)
 
 
 def test_datamodule_errors_name_the_key(tmp_path):
     dm = custom_module(val_ann=str(tmp_path / "missing.json"))
-    with pytest.raises(FileNotFoundError, match=r"data\.val_ann: .*missing\.json does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"data\.dataset\.init_args\.val_ann: .*missing\.json does not exist"):
         dm.setup("validate")
-    dm = PoseDataModule(MSRAHeatmap(), dataset="coco", root=str(tmp_path), num_workers=0)
-    with pytest.raises(FileNotFoundError, match=r"data\.train_ann: .*person_keypoints_train2017\.json does not exist"):
+    dm = PoseDataModule(MSRAHeatmap(), COCODataset(root=str(tmp_path)), num_workers=0)
+    with pytest.raises(FileNotFoundError,
+                       match=r"data\.dataset\.init_args\.train_ann: .*person_keypoints_train2017\.json does not exist"):
         dm.setup("fit")
     renamed = json.loads(COCO_JSON.read_text())
     renamed["categories"][0]["keypoints"] = [f"point_{k}" for k in range(17)]  # not a known spec's names
     (tmp_path / "renamed.json").write_text(json.dumps(renamed))
     with pytest.raises(ValueError, match=r"needs sigmas and flip_indices"):
         custom_module(train_ann=str(tmp_path / "renamed.json"), sigmas=None, flip_indices=None).spec  # noqa: B018
-    with pytest.raises(ValueError, match="data.train_ann: no path given"):
-        PoseDataModule(MSRAHeatmap(), dataset="custom", root=str(tmp_path), num_workers=0).setup("fit")
-    for key in ("val_bbox_file", "test_bbox_file"):  # MPII would ignore detections: refused, not ignored
-        with pytest.raises(ValueError, match=rf"data\.{key}: 'dets.json' would be ignored: MPII"):
-            PoseDataModule(MSRAHeatmap(), dataset="mpii", root=str(tmp_path), num_workers=0, **{key: "dets.json"})
+    with pytest.raises(ValueError, match="data.dataset.init_args.train_ann: no path given and COCOFormat has no"):
+        PoseDataModule(MSRAHeatmap(), COCOFormat(root=str(tmp_path)), num_workers=0).setup("fit")
+    for key in ("val_bbox_file", "test_bbox_file"):  # MPII is evaluated on GT centre/scale: it takes no box files
+        with pytest.raises(TypeError, match=key):
+            MPIIDataset(root=str(tmp_path), **{key: "dets.json"})
 
 
 def test_synthetic_dataset_is_generated_and_read_as_coco(tmp_path):
     dm = PoseDataModule(
         MSRAHeatmap(),
-        dataset="synthetic",
-        root=str(tmp_path / "synth"),
-        synthetic_train_images=3,
-        synthetic_val_images=2,
-        synthetic_seed=1,
+        Synthetic(root=str(tmp_path / "synth"), train_images=3, val_images=2, seed=1),
         num_workers=0,
         pin_memory=False,
         batch_size=2,
@@ -320,33 +322,29 @@ def test_mpii_head_boxes_reach_the_batch(tmp_path):
     savemat(tmp_path / "mpii_gt_val.mat", {"headboxes_src": boxes.transpose(1, 2, 0)})
     dm = PoseDataModule(
         MSRAHeatmap(input_size=(256, 256), heatmap_size=(64, 64)),
-        dataset="mpii",
-        root=str(FIXTURES / "mpii"),
-        train_ann="test_mpii.json",
-        val_ann="test_mpii.json",
-        test_ann="test_mpii.json",
-        train_img_dir=".",
-        val_img_dir=".",
-        test_img_dir=".",
-        head_box_file=str(tmp_path / "mpii_gt_val.mat"),
+        MPIIDataset(
+            root=str(FIXTURES / "mpii"),
+            train_ann="test_mpii.json",
+            val_ann="test_mpii.json",
+            test_ann="test_mpii.json",
+            train_img_dir=".",
+            val_img_dir=".",
+            test_img_dir=".",
+            head_box_file=str(tmp_path / "mpii_gt_val.mat"),
+        ),
         num_workers=0,
         pin_memory=False,
     )
-    np.testing.assert_array_equal(dm.eval_head_boxes, boxes)
+    np.testing.assert_array_equal(dm.dataset.head_boxes(), boxes)
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
     np.testing.assert_allclose(batch["head_size"].numpy(), [0.6 * 50.0] * 5, rtol=1e-6)
     assert "head_size" not in next(iter(dm.train_dataloader()))  # training rows carry no head boxes
-    missing = PoseDataModule(
-        MSRAHeatmap(),
-        dataset="mpii",
-        root=str(FIXTURES / "mpii"),
-        val_ann="test_mpii.json",
-        val_img_dir=".",
-        head_box_file=str(tmp_path / "nope.mat"),
+    missing = MPIIDataset(
+        root=str(FIXTURES / "mpii"), val_ann="test_mpii.json", val_img_dir=".", head_box_file=str(tmp_path / "nope.mat")
     )
-    with pytest.raises(FileNotFoundError, match=r"data\.head_box_file: .*nope\.mat does not exist"):
-        missing.eval_head_boxes  # noqa: B018
+    with pytest.raises(FileNotFoundError, match=r"data\.dataset\.init_args\.head_box_file: .*nope\.mat does not exist"):
+        missing.head_boxes()
 
 
 def test_misplaced_training_sample_keeps_the_keypoints_outside_the_crop():

@@ -30,7 +30,7 @@ def synth(tmp_path_factory) -> Path:
 
 
 def args_for(synth: Path, tmp_path: Path, config: str = "configs/quickstart.yaml") -> list[str]:
-    return ["--config", str(ROOT / config), "--data.root", str(synth), "--data.num_workers", "0",
+    return ["--config", str(ROOT / config), "--data.dataset.init_args.root", str(synth), "--data.num_workers", "0",
             "--data.persistent_workers", "false", "--trainer.default_root_dir", str(tmp_path),
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 

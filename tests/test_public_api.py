@@ -11,6 +11,7 @@ from lightning.pytorch import Trainer
 
 import rspose
 from rspose.codecs import MSRAHeatmap
+from rspose.datasets import Synthetic
 from rspose.losses import RankingLoss
 from rspose.models import HeatmapHead, TinyConvBackbone
 
@@ -25,8 +26,8 @@ def _trainer(tmp_path: Path) -> Trainer:
 
 def test_train_and_evaluate_in_plain_python(tmp_path):
     data = rspose.PoseDataModule(
-        MSRAHeatmap(input_size=(96, 128), heatmap_size=(24, 32), sigma=1.0), dataset="synthetic",
-        root=str(tmp_path / "synthetic"), synthetic_train_images=8, synthetic_val_images=4, batch_size=4,
+        MSRAHeatmap(input_size=(96, 128), heatmap_size=(24, 32), sigma=1.0),
+        Synthetic(root=str(tmp_path / "synthetic"), train_images=8, val_images=4), batch_size=4,
         val_batch_size=8, num_workers=0, persistent_workers=False, pin_memory=False)
     module = rspose.PoseLitModule(
         TinyConvBackbone(width=8), HeatmapHead(deconv_out_channels=(), deconv_kernel_sizes=()),
@@ -40,8 +41,8 @@ def test_train_and_evaluate_in_plain_python(tmp_path):
 
 def test_build_module_then_infer_with_the_saved_checkpoint(tmp_path):
     config = ROOT / "configs" / "quickstart.yaml"
-    overrides = ["--data.root", str(tmp_path / "synthetic"), "--data.synthetic_train_images", "8",
-                 "--data.synthetic_val_images", "4", "--data.num_workers", "0", "--data.batch_size", "4"]
+    overrides = ["--data.dataset.init_args.root", str(tmp_path / "synthetic"), "--data.dataset.init_args.train_images", "8",
+                 "--data.dataset.init_args.val_images", "4", "--data.num_workers", "0", "--data.batch_size", "4"]
     module, data = rspose.build_module(config, overrides)
     assert isinstance(module, rspose.PoseLitModule) and isinstance(data, rspose.PoseDataModule)
     trainer = _trainer(tmp_path)

@@ -490,9 +490,9 @@ def ensure_synthetic_coco(
             description = ""
         if not str(description).startswith("rspose synthetic"):
             raise UserError(
-                f"data.root: {root} holds {train_ann.relative_to(root)} but no {PARAMS_FILE}, so it is not synthetic "
-                "data written by rspose; it is not overwritten: use data.dataset 'coco' or 'custom' for it, or "
-                "another data.root for the synthetic data"
+                f"data.dataset.init_args.root: {root} holds {train_ann.relative_to(root)} but no {PARAMS_FILE}, so it "
+                "is not synthetic data written by rspose; it is not overwritten: read it with rspose.datasets.COCO or "
+                "COCOFormat, or give the synthetic data another root"
             )
         warnings.warn(f"{root}: synthetic data without {PARAMS_FILE} (interrupted or older): regenerating", stacklevel=2)
     generate_synthetic_coco(root, num_train, num_val, seed, image_size, max_people)

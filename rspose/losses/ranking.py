@@ -81,7 +81,7 @@ class RankingLoss(PoseLoss):
 
     Batch keys: the codec's targets, ``target_weight`` (B, K), ``keypoints_input`` (B, K, 2) crop px,
     ``keypoints_visible`` (B, K), ``area_input`` (B,), optional ``misplaced`` (B,) bool: crops whose box was
-    moved off the person (``data.misplace_prob``), which Instance-Sort takes as low-quality members.
+    moved off the person (``data.augment.misplace_prob``), which Instance-Sort takes as low-quality members.
     """
 
     sigmoid_outputs = True
@@ -173,7 +173,7 @@ class RankingLoss(PoseLoss):
 
     def _instance_sort(self, output: HeadOutput, batch: Mapping[str, Tensor], weight: Tensor) -> dict[str, Tensor]:
         """Instance-Sort over the batch's members: the crops with a labelled keypoint inside, plus the
-        ``misplaced`` crops (``data.misplace_prob``, beyond the paper) as low-quality members. A member's quality
+        ``misplaced`` crops (``data.augment.misplace_prob``, beyond the paper) as low-quality members. A member's quality
         is the OKS of its decoded prediction over the keypoints it is trained on; a misplaced crop is judged
         over all its labelled keypoints, inside the crop or not, as test-time OKS judges a badly placed
         detection (a crop with no part of the person gets OKS ~ 0)."""

@@ -97,7 +97,7 @@ def read_detections(
         raise UserError(
             f"{det_file}: no usable detection"
             + (f" among its {len(dets)} entries ({detail})" if dets else " (the file is an empty list)")
-            + "; expected person detections (category_id 1) with score >= data.bbox_score_thr and a non-empty box"
+            + "; expected person detections (category_id 1) with score >= data.dataset.init_args.bbox_score_thr and a non-empty box"
         )
     warn_skipped(str(det_file), len(dets), skipped, unexpected=("zero-area box",))
     return InstanceList(out, str(det_file), skipped)
