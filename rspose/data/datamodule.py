@@ -39,11 +39,11 @@ from rspose.codecs.base import Codec
 from rspose.data.dataset import TopDownDataset
 from rspose.data.readers import InstanceList, load_head_boxes, read_coco, read_detections, read_mpii
 from rspose.data.readers.image_check import check_images, default_cache_dir
-from rspose.data.readers.instance import load_json
 from rspose.data.specs import DatasetSpec, get_spec, spec_from_coco_json
 from rspose.data.synthetic import SYNTHETIC_TRAIN_IMAGES, SYNTHETIC_VAL_IMAGES, ensure_synthetic_coco
 from rspose.data.transforms import TopDownAugment
 from rspose.errors import UserError, check_range
+from rspose.json_file import load_json
 
 DatasetName = Literal["coco", "crowdpose", "mpii", "custom", "synthetic"]
 Split = Literal["train", "val", "test"]
