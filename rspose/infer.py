@@ -39,8 +39,8 @@ import cv2
 import numpy as np
 
 from rspose.data.readers.coco import as_float, as_int, as_numbers, index_images
-from rspose.data.readers.instance import load_json
 from rspose.errors import ArgumentParser, UserError, check_range
+from rspose.json_file import load_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")

@@ -15,7 +15,8 @@ from rspose.cli import run_lightning_cli
 from rspose.data.synthetic import generate_synthetic_coco
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "compare" not in p.parts)  # compare: variant lists
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml")  # compare: variant lists; _base: schedules
+                 if "compare" not in p.parts and "_base" not in p.parts)
 FIXTURES = DATA
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rspose.codecs import MSRAHeatmap, SimCCLabel, UDPHeatmap
-from rspose.codecs.msra_heatmap import flip_heatmaps
+from rspose.codecs.gaussian import flip_heatmaps
 from rspose.data.specs import COCO
 
 W, H = 192, 256  # input crop

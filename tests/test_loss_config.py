@@ -18,7 +18,8 @@ from rspose.data.synthetic import generate_synthetic_coco
 from rspose.losses import InstanceSortLoss, KeypointMSELoss, KLDiscretLoss, PoseLoss, RankingLoss
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "compare" not in p.parts)  # compare: variant lists
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml")  # compare: variant lists; _base: schedules
+                 if "compare" not in p.parts and "_base" not in p.parts)
 LOSSES = {"rspose.losses.KeypointMSELoss", "rspose.losses.KLDiscretLoss", "rspose.losses.RankingLoss"}
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from rspose.codecs.base import Codec, HeadOutput, to_tensor
-from rspose.codecs.msra_heatmap import check_keypoints, gaussian_labels_1d
+from rspose.codecs.gaussian import check_keypoints, gaussian_labels_1d
 
 
 class SimCCLabel(Codec):

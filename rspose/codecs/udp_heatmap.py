@@ -18,17 +18,14 @@ Shapes: K keypoints, B instances, heatmaps (K, h, w) per sample and (B, K, h, w)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from torch import Tensor
 
-from rspose.codecs.base import Codec, HeadOutput, scale_xy, to_tensor
-from rspose.codecs.dark import check_heatmaps, heatmap_argmax, refine_dark_udp, resolve_blur_kernel
-from rspose.codecs.msra_heatmap import check_keypoints, flip_heatmaps, gaussian_heatmaps
+from rspose.codecs.dark import refine_dark_udp, resolve_blur_kernel
+from rspose.codecs.gaussian import GaussianHeatmapCodec
 
 
-class UDPHeatmap(Codec):
+class UDPHeatmap(GaussianHeatmapCodec):
     """UDP Gaussian heatmaps with DARK-UDP decoding.
 
     Args:
@@ -40,8 +37,9 @@ class UDPHeatmap(Codec):
             value far from that is warned about.
     """
 
-    target_keys = ("heatmaps",)
     use_udp = True
+    subpixel_targets = True  # UDP always centres the Gaussian at the sub-pixel keypoint
+    flip_shift = False
 
     def __init__(
         self,
@@ -62,25 +60,6 @@ class UDPHeatmap(Codec):
         self.scale_factor = ((np.array(self.input_size) - 1) / (np.array(self.heatmap_size) - 1)).astype(np.float32)
         self.scale_xy = (float(self.scale_factor[0]), float(self.scale_factor[1]))  # decode: Python floats
 
-    def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray) -> dict[str, np.ndarray]:
-        """keypoints: (K, 2) input px; keypoints_visible: (K,) -> heatmaps (K, h, w), target_weight (K,)."""
-        kp, labelled = check_keypoints(keypoints, keypoints_visible, f"{type(self).__name__}.encode")
-        heatmaps, weight = gaussian_heatmaps(
-            kp / self.scale_factor, labelled, self.heatmap_size, self.sigma, subpixel=True
-        )
-        return {"heatmaps": heatmaps, "target_weight": weight}
-
-    def decode(self, output: HeadOutput) -> tuple[Tensor, Tensor]:
-        """output: (B, K, h, w) heatmaps (any float dtype) -> keypoints (B, K, 2) input px, scores (B, K)."""
-        if isinstance(output, tuple):
-            raise TypeError(f"{type(self).__name__}.decode: expected one (B, K, h, w) tensor, got a tuple")
-        heatmaps = check_heatmaps(to_tensor(output), self.heatmap_size, f"{type(self).__name__}.decode")
-        locs, scores = heatmap_argmax(heatmaps)
-        refined = refine_dark_udp(locs, heatmaps, self.blur_kernel_size)
-        return scale_xy(refined, self.scale_xy), scores
-
-    def flip_back(self, output: HeadOutput, flip_indices: Sequence[int]) -> HeadOutput:
-        """output: (B, K, h, w) heatmaps of flipped crops -> (B, K, h, w) in the original frame (no shift)."""
-        if isinstance(output, tuple):
-            raise TypeError(f"{type(self).__name__}.flip_back: expected one (B, K, h, w) tensor, got a tuple")
-        return flip_heatmaps(to_tensor(output), flip_indices, shift=False, where=f"{type(self).__name__}.flip_back")
+    def refine(self, locs: Tensor, heatmaps: Tensor) -> Tensor:
+        """DARK-UDP: locs (B, K, 2) argmax pixels, heatmaps (B, K, h, w) -> (B, K, 2) heatmap px."""
+        return refine_dark_udp(locs, heatmaps, self.blur_kernel_size)

@@ -7,12 +7,13 @@ config (see :func:`spec_from_coco_json`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from rspose.json_file import load_json
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,7 @@ def spec_from_coco_json(
     (sigmas, flip indices, body-part ids, and the skeleton if the file has none) is that spec's.
     """
     path = Path(ann_file)
-    try:
-        with path.open() as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"COCO annotation file {path} is not valid JSON: {e}") from None
+    data = load_json(path, "COCO annotation file")
     categories = (data.get("categories") if isinstance(data, dict) else None) or []
     if not categories or "keypoints" not in categories[0]:
         raise ValueError(f"{path}: categories[0].keypoints is missing; a keypoint dataset must name its keypoints")

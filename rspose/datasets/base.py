@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from rspose.data.readers import InstanceList, read_coco, read_detections
-from rspose.data.readers.instance import load_json
 from rspose.data.specs import DatasetSpec
 from rspose.errors import UserError, check_range
+from rspose.json_file import load_json
 from rspose.metrics import OKSMeanAP, PCKhAccuracy
 
 Split = Literal["train", "val", "test"]

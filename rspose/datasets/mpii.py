@@ -9,8 +9,8 @@ import numpy as np
 
 from rspose.data import specs
 from rspose.data.readers import InstanceList, load_head_boxes, read_mpii
-from rspose.data.readers.instance import load_json
 from rspose.datasets.base import KEY, PoseDataset, Split
+from rspose.json_file import load_json
 from rspose.metrics import PCKhAccuracy
 
 

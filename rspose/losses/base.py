@@ -38,6 +38,12 @@ class PoseLoss(nn.Module):
         codec_dims: the codec kinds this loss can train: 2 (heatmaps), 1 (SimCC vectors) or both.
         sigmoid_outputs: the head's outputs are logits to pass through a sigmoid before decoding (the ranking
             losses; flip averaging stays on logits, see docs/method.md). Evaluation and inference read it.
+            It belongs to the loss, not to the head or the codec: the same head and codec (HeatmapHead +
+            MSRAHeatmap) output heatmap values under MSE and logits under RankingLoss, so only the training
+            objective says what the trained weights output. A head or codec flag would be a second value that must
+            agree with the loss, and a disagreement would decode silently wrong. Inference reads it from the loss
+            of the run's config, which the checkpoint's hyperparameters carry; a loss has no weights and is
+            cheap to build.
         optional_parts: logged parts that are NaN when a batch has nothing to measure; the module logs them only
             where they are finite, and only at logging steps (reading them waits for the device).
 

@@ -17,12 +17,11 @@ import torch
 from torch import Tensor
 
 from rspose.codecs.base import HeadOutput
+from rspose.data.oks_formula import oks_exponent
 from rspose.data.specs import KEYPOINT_SCORE_THR
 
 #: Lower bound of the quality labels (Instance-Sort needs every element positive).
 MIN_QUALITY = 1e-6
-#: pycocotools adds np.spacing(1) to the area.
-AREA_EPS = 2.220446049250313e-16
 
 
 def keypoint_max_logits(output: HeadOutput) -> Tensor:
@@ -128,8 +127,8 @@ def oks_quality(
     with torch.autocast(device_type=pred_keypoints.device.type, enabled=False):
         pred, gt = pred_keypoints.detach().double(), gt_keypoints.detach().double()
         d2 = ((pred - gt) ** 2).sum(-1)
-        variances = (sigmas.detach().double().to(pred.device) * 2) ** 2
-        terms = torch.exp(-d2 / variances / (area.detach().double()[:, None] + AREA_EPS) / 2)
+        sigmas = sigmas.detach().double().to(pred.device)
+        terms = torch.exp(-oks_exponent(d2, sigmas, area.detach().double()))
         if per_keypoint:
             return terms.clamp(min=MIN_QUALITY).float()
         visible = (keypoints_visible.detach() > 0).double()

@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from rspose.json_file import load_json
 
 IouType = Literal["keypoints", "keypoints_crowd"]
 Backend = Literal["pycocotools", "faster_coco_eval"]
@@ -88,12 +89,7 @@ def load_ground_truth(ann_file: str | Path | dict, iou_type: IouType = "keypoint
     if isinstance(ann_file, dict):
         source, data = "<dict>", copy.deepcopy(ann_file)
     else:
-        path = Path(ann_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"OKSMeanAP: annotation file {path} does not exist")
-        source = str(path)
-        with path.open() as f:
-            data = json.load(f)
+        source, data = str(Path(ann_file)), load_json(ann_file, "OKSMeanAP: annotation file")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{source}: key {key!r} is missing or not a list; expected a COCO keypoint file")

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from rspose.json_file import load_json
+
 INSTANCE_KEYS: tuple[str, ...] = (
     "instance_id", "image_id", "score", "bbox_score", "oks", "kept", "keypoint_scores", "keypoint_oks",
 )
@@ -59,12 +61,7 @@ def write_instances(
 
 def read_instances(path: str | Path) -> dict[str, Any]:
     """Read and validate one ``*.instances.json`` table; errors name the file, the entry and the key."""
-    path = Path(path)
-    try:
-        with path.open() as f:
-            table = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    table = load_json(path, "instance table")
     validate_instances(table, source=str(path))
     return table
 

@@ -13,13 +13,13 @@ wrists; legs = hips, knees, ankles) and ``all``, with visibility ``all``, ``visi
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from rspose.json_file import load_json
 from rspose.metrics.coco_eval import GroundTruth, load_ground_truth
 from rspose.metrics.oks import best_gt_oks
 
@@ -89,9 +89,6 @@ def error_quantiles_of_run(
     groups: Mapping[str, Sequence[int]] = COCO_GROUPS, quantiles: Sequence[float] = QUANTILES,
 ) -> list[dict]:
     """:func:`error_quantile_rows` of one evaluation's COCO results file against its annotation file."""
-    try:
-        results = json.loads(Path(keypoints_file).read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{keypoints_file}: cannot read it as a COCO results file ({error})") from None
+    results = load_json(keypoints_file, "COCO results file")
     errors, flags = keypoint_errors(results, load_ground_truth(ann_file), sigmas, min_oks)
     return error_quantile_rows(errors, flags, groups, quantiles)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rspose.metrics.oks import EPS, ArrayLike, _f64
+from rspose.data.oks_formula import oks_exponent
+from rspose.metrics.oks import ArrayLike, _f64
 
 
 def _as_np(x: ArrayLike | None, n: int, dtype: type, default: str) -> np.ndarray:
@@ -47,16 +48,15 @@ def _sorted_groups(image_ids: np.ndarray, scores: np.ndarray, instance_ids: np.n
         yield int(n), idx
 
 
-def _nms_oks(kp_i: np.ndarray, kp_j: np.ndarray, area_i: np.ndarray, area_j: np.ndarray, variances: np.ndarray):
-    """Reference oks_iou, broadcasting: kp (..., K', 2), areas (...), variances (K',) -> (..., K') terms."""
+def _nms_oks(kp_i: np.ndarray, kp_j: np.ndarray, area_i: np.ndarray, area_j: np.ndarray, sigmas: np.ndarray):
+    """Reference oks_iou, broadcasting: kp (..., K', 2), areas (...), sigmas (K',) -> (..., K') terms."""
     diff = kp_j - kp_i
     d2 = diff[..., 0] ** 2 + diff[..., 1] ** 2
-    e = d2 / variances / ((area_i + area_j) / 2 + EPS)[..., None] / 2
-    return np.exp(-e)
+    return np.exp(-oks_exponent(d2, sigmas, (area_i + area_j) / 2))
 
 
 def _prepare(keypoints, scores, areas, sigmas, image_ids, instance_ids) -> tuple[np.ndarray, ...]:
-    """NMS inputs as numpy: keypoints (N, K, 2), scores, areas, image ids, instance ids (N,), variances (K,)."""
+    """NMS inputs as numpy: keypoints (N, K, 2), scores, areas, image ids, instance ids (N,), sigmas (K,)."""
     kpts = _f64(keypoints).numpy()
     n_all = kpts.shape[0]
     return (
@@ -65,7 +65,7 @@ def _prepare(keypoints, scores, areas, sigmas, image_ids, instance_ids) -> tuple
         _f64(areas).reshape(-1).numpy(),
         _as_np(image_ids, n_all, np.int64, "zeros"),
         _as_np(instance_ids, n_all, np.int64, "arange"),
-        ((_f64(sigmas) * 2) ** 2).numpy(),
+        _f64(sigmas).numpy(),
     )
 
 
@@ -92,7 +92,7 @@ def oks_nms(
     Returns:
         (N,) bool mask of the kept predictions.
     """
-    kpts, s, a, img, ids, variances = _prepare(keypoints, scores, areas, sigmas, image_ids, instance_ids)
+    kpts, s, a, img, ids, sigmas = _prepare(keypoints, scores, areas, sigmas, image_ids, instance_ids)
     keep = np.zeros(kpts.shape[0], dtype=bool)
     if kpts.shape[0] == 0:
         return torch.from_numpy(keep)
@@ -101,7 +101,7 @@ def oks_nms(
     # rest (for thr = 0.9 and K = 17 the P = 3 sharpest keypoints suffice). Margin 1e-6 >> rounding.
     k = kpts.shape[1]
     n_probe = int(np.floor(k * (1 - thr))) + 2
-    probe = np.argsort(variances, kind="stable")[:n_probe] if 0 < n_probe <= k // 2 else None
+    probe = np.argsort(sigmas, kind="stable")[:n_probe] if 0 < n_probe <= k // 2 else None
     kp_probe = np.ascontiguousarray(kpts[:, probe]) if probe is not None else None
     for n, idx in _sorted_groups(img, s, ids):
         suppressed = np.zeros(idx.shape, dtype=bool)
@@ -111,14 +111,14 @@ def oks_nms(
                 continue
             rows, cols = idx[live, t], idx[live, t + 1 :]
             if kp_probe is None:
-                over = _nms_oks(kpts[rows][:, None], kpts[cols], a[rows][:, None], a[cols], variances)
+                over = _nms_oks(kpts[rows][:, None], kpts[cols], a[rows][:, None], a[cols], sigmas)
                 over = over.mean(-1).astype(np.float32) > thr
             else:
-                terms = _nms_oks(kp_probe[rows][:, None], kp_probe[cols], a[rows][:, None], a[cols], variances[probe])
+                terms = _nms_oks(kp_probe[rows][:, None], kp_probe[cols], a[rows][:, None], a[cols], sigmas[probe])
                 r, c = np.nonzero((terms.sum(-1) + (k - n_probe)) / k >= thr - 1e-6)
                 if r.size == 0:
                     continue
-                full = _nms_oks(kpts[rows[r]], kpts[cols[r, c]], a[rows[r]], a[cols[r, c]], variances)
+                full = _nms_oks(kpts[rows[r]], kpts[cols[r, c]], a[rows[r]], a[cols[r, c]], sigmas)
                 over = np.zeros(cols.shape, dtype=bool)
                 over[r, c] = full.mean(-1).astype(np.float32) > thr
             suppressed[live, t + 1 :] |= over
@@ -144,7 +144,7 @@ def soft_oks_nms(
     Returns:
         (N,) bool mask of the kept predictions; their scores are left unchanged (reference behaviour).
     """
-    kpts, s, a, img, ids, variances = _prepare(keypoints, scores, areas, sigmas, image_ids, instance_ids)
+    kpts, s, a, img, ids, sigmas = _prepare(keypoints, scores, areas, sigmas, image_ids, instance_ids)
     keep = np.zeros(kpts.shape[0], dtype=bool)
     if kpts.shape[0] == 0:
         return torch.from_numpy(keep)
@@ -163,7 +163,7 @@ def soft_oks_nms(
             sel = np.where(masked == best, tie, big).argmin(axis=1)
             picked[rows, sel] = True
             i = idx_all[rows, sel]
-            ovr = _nms_oks(kpts[i][:, None], kpts[idx_all], a[i][:, None], a[idx_all], variances)
+            ovr = _nms_oks(kpts[i][:, None], kpts[idx_all], a[i][:, None], a[idx_all], sigmas)
             ovr = ovr.mean(-1).astype(np.float32)
             cur = cur * np.exp(-(ovr**2) / np.float32(thr))  # float32 decay, as the reference's float32 OKS
         keep[idx_all[picked]] = True

@@ -4,6 +4,8 @@ Per keypoint k of a prediction against a ground truth (GT) of area ``a``:
 
     e_k = (dx_k^2 + dy_k^2) / (2 sigma_k)^2 / (a + eps) / 2,   term_k = exp(-e_k),   eps = np.spacing(1)
 
+(the formula itself is :func:`rspose.data.oks_formula.oks_exponent`, shared with OKS-NMS and the losses)
+
 and OKS = mean of term_k over the GT's labelled keypoints (visibility v > 0). A GT with no labelled keypoint
 (pycocotools) measures each predicted keypoint's distance to the GT box enlarged to 3 x its size and averages
 over all K keypoints. Everything is computed in float64 (pycocotools works in float64 numpy).
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-EPS = float(np.spacing(1))  # pycocotools adds np.spacing(1) to the area
+from rspose.data.oks_formula import oks_exponent
 
 ArrayLike = Tensor | np.ndarray | Sequence
 
@@ -43,11 +45,9 @@ def oks_terms(pred: ArrayLike, gt: ArrayLike, areas: ArrayLike, sigmas: ArrayLik
         (..., K) float64 terms in (0, 1]; the visibility mask is NOT applied.
     """
     pred, gt, areas, sigmas = _f64(pred), _f64(gt), _f64(areas), _f64(sigmas)
-    variances = (sigmas * 2) ** 2
     diff = pred - gt
     d2 = diff[..., 0] ** 2 + diff[..., 1] ** 2
-    e = d2 / variances / (areas[..., None] + EPS) / 2
-    return torch.exp(-e)
+    return torch.exp(-oks_exponent(d2, sigmas, areas))
 
 
 def oks_pairs(
@@ -89,8 +89,7 @@ def oks_pairs(
             xd, yd = pred[no_label, :, 0], pred[no_label, :, 1]
             dx = (x0[:, None] - xd).clamp(min=0) + (xd - x1[:, None]).clamp(min=0)
             dy = (y0[:, None] - yd).clamp(min=0) + (yd - y1[:, None]).clamp(min=0)
-            variances = (sigmas * 2) ** 2
-            e = (dx**2 + dy**2) / variances / (areas[no_label, None] + EPS) / 2
+            e = oks_exponent(dx**2 + dy**2, sigmas, areas[no_label])
             oks = oks.clone()
             oks[no_label] = torch.exp(-e).mean(-1)
     return oks, terms

@@ -18,7 +18,6 @@ said otherwise, computed here from the table with scipy (they should match ``met
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from rspose.json_file import load_json
 from rspose.metrics.correlation import kendall, pearson, spearman
 from rspose.metrics.instances import INSTANCE_KEYS, META_KEYS, validate_instances  # noqa: F401 (re-exported)
 from rspose.metrics.instances import read_instances as load_instances  # noqa: F401 (re-exported)
@@ -233,11 +233,7 @@ def load_compare_results(results: str | Path | Mapping[str, Any]) -> list[dict[s
     from a path or the loaded dict; errors name the source and the missing key."""
     source = str(results) if not isinstance(results, Mapping) else "<results>"
     if not isinstance(results, Mapping):
-        try:
-            with Path(results).open() as f:
-                results = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{source}: not valid JSON ({e})") from None
+        results = load_json(results, "compare results file")
     runs = results.get("runs") if isinstance(results, Mapping) else None
     if not isinstance(runs, list):
         raise ValueError(f"{source}: expected an object with a 'runs' list")

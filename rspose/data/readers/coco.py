@@ -33,10 +33,10 @@ from rspose.data.readers.instance import (
     InstanceList,
     PoseInstance,
     box_center_scale,
-    load_json,
     warn_skipped,
 )
 from rspose.errors import UserError
+from rspose.json_file import load_json
 
 
 def as_int(value: Any, where: str, key: str) -> int:

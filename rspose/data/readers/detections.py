@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from rspose.data.readers.coco import as_float, as_int, as_numbers, index_images
-from rspose.data.readers.instance import InstanceList, PoseInstance, box_center_scale, load_json, warn_skipped
+from rspose.data.readers.instance import InstanceList, PoseInstance, box_center_scale, warn_skipped
 from rspose.errors import UserError
+from rspose.json_file import load_json
 
 
 def read_detections(

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from rspose.data.transforms import bbox_xywh_to_center_scale, fix_aspect_ratio
-from rspose.errors import UserError
 
 #: CrowdPose (and any COCO-format file without ``area``) uses box w x h x 0.53 as the OKS area.
 AREA_FROM_BOX = 0.53
@@ -77,18 +73,6 @@ def box_center_scale(bbox: np.ndarray, input_size: tuple[int, int], padding: flo
     """bbox: (4,) xywh -> centre (2,), scale (2,) padded and fixed to the aspect ratio W / H of ``input_size``."""
     center, scale = bbox_xywh_to_center_scale(bbox, padding)
     return center, fix_aspect_ratio(scale, input_size[0] / input_size[1])
-
-
-def load_json(path: str | Path, what: str) -> Any:
-    """Read a JSON file with errors that name it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    try:
-        with path.open() as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{what} {path} is not valid JSON: {e}") from None
 
 
 def warn_skipped(source: str, total: int, skipped: dict[str, int], unexpected: tuple[str, ...]) -> None:

@@ -19,8 +19,9 @@ from typing import Literal
 import numpy as np
 
 from rspose.data.readers.coco import as_float, as_numbers
-from rspose.data.readers.instance import AREA_FROM_BOX, InstanceList, PoseInstance, box_center_scale, load_json
+from rspose.data.readers.instance import AREA_FROM_BOX, InstanceList, PoseInstance, box_center_scale
 from rspose.errors import UserError
+from rspose.json_file import load_json
 
 #: MPII ``scale`` is the person height / 200 px.
 PIXEL_STD = 200.0
