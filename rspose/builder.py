@@ -22,6 +22,7 @@ from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namesp
 from lightning.pytorch import Trainer, seed_everything
 
 from rspose.data.datamodule import PoseDataModule
+from rspose.datasets.legacy import check_cli_args, check_data_spelling
 from rspose.errors import UserError
 from rspose.module import PoseLitModule
 
@@ -75,10 +76,19 @@ def parse_config(config: Config, overrides: Sequence[str] = (), parser: Argument
     parser = parser or config_parser()
     try:
         if isinstance(config, Mapping):
+            if "config" in config:
+                raise UserError(
+                    f"the config dict includes {config['config']!r} (a 'config:' key): a dict has no folder to read "
+                    "it from; give the YAML file's path instead, or the resolved config (rspose fit --config FILE "
+                    "--print_config)")
+            if isinstance(config.get("data"), Mapping):
+                check_data_spelling(config["data"], "the config dict")
+            check_cli_args(overrides)
             namespace = parser.parse_object(dict(config))
             return parser.parse_args(list(overrides), namespace=namespace) if overrides else namespace
         files = [config] if isinstance(config, (str, Path)) else list(config)
         args = [word for path in files for word in ("--config", str(path))]
+        check_cli_args([*args, *overrides])  # the old data spelling: one error that writes the new one
         return parser.parse_args([*args, *overrides])
     except ArgumentError as error:
         source = "the config dict" if isinstance(config, Mapping) else ", ".join(str(p) for p in files) or "config"

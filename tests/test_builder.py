@@ -41,13 +41,20 @@ def _settings(loss: torch.nn.Module) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("config", [QUICKSTART, PAPER], ids=["quickstart", "paper"])
-def test_build_module_from_path_and_dict_equals_the_cli_module(config):
+def test_build_module_from_path_and_dict_equals_the_cli_module(config, capsys):
     cli = run_lightning_cli(["--config", str(config), "--trainer.logger", "false"], run=False)
     want_shapes = {k: tuple(v.shape) for k, v in cli.model.state_dict().items()}
     # LightningCLI adds the name of its instantiator and stores the YAML dump (lists where the constructor got
     # tuples); the hyperparameters themselves are the same
     want_hparams = {k: _plain(v) for k, v in cli.model.hparams.items() if k != "_instantiator"}
     as_dict = yaml.safe_load(config.read_text())
+    if "config" in as_dict:  # a paper config extends a base file (configs/README.md): a dict must be resolved
+        with pytest.raises(UserError, match="a dict has no folder"):
+            build_module(as_dict)
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            run_lightning_cli(["fit", "--config", str(config), "--print_config"])
+        as_dict = yaml.safe_load(capsys.readouterr().out)
     for module, data in (build_module(config), build_module(str(config)), build_module(as_dict)):
         assert isinstance(module, rspose.PoseLitModule) and isinstance(data, rspose.PoseDataModule)
         assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == want_shapes
@@ -131,8 +138,9 @@ def test_python_api_export_and_compare_evaluation_build_no_lightning_cli(no_ligh
 
     with pytest.raises(AssertionError, match="LightningCLI"):  # the patch works
         run_lightning_cli(["--config", str(QUICKSTART)], run=False)
-    data_args = ["--data.root", str(synth), "--data.synthetic_train_images", "8", "--data.synthetic_val_images", "4",
-                 "--data.synthetic_seed", "1", "--data.num_workers", "0", "--data.persistent_workers", "false"]
+    data_args = ["--data.dataset.init_args.root", str(synth), "--data.dataset.init_args.train_images", "8",
+                 "--data.dataset.init_args.val_images", "4", "--data.dataset.init_args.seed", "1",
+                 "--data.num_workers", "0", "--data.persistent_workers", "false"]
     module, _ = rspose.build_module(QUICKSTART, data_args)
     ckpt = tmp_path / "model.ckpt"
     torch.save({"state_dict": module.state_dict()}, ckpt)
@@ -149,3 +157,13 @@ def test_python_api_export_and_compare_evaluation_build_no_lightning_cli(no_ligh
     out = tmp_path / "model.onnx"
     assert export_main(["--config", str(QUICKSTART), "--ckpt_path", str(ckpt), "--out", str(out)]) == 0
     assert out.is_file()
+
+
+def test_the_old_data_spelling_is_refused_with_the_new_one():
+    old = yaml.safe_load(QUICKSTART.read_text())
+    old["data"] = {**{k: v for k, v in old["data"].items() if k != "dataset"}, "dataset": "synthetic",
+                   "root": "data/synthetic"}
+    with pytest.raises(UserError, match=r"the config dict: data uses the old spelling.*rspose.datasets.Synthetic"):
+        build_module(old)
+    with pytest.raises(UserError, match=r"--data.dataset.init_args.root"):
+        build_module(QUICKSTART, ["--data.root", "elsewhere"])
