@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,16 @@ def _old_name(dataset: Any) -> bool:
     return isinstance(dataset, str) and "." not in dataset
 
 
+def _arguments(class_path: str) -> set[str] | None:
+    """The constructor arguments of the dataset class ``class_path``; None when it cannot be imported."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return set(inspect.signature(cls).parameters)
+
+
 def new_data_spelling(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``dataset`` / ``augment`` entries of the new spelling of an old data section; None if it is not old."""
     dataset = data.get("dataset")
@@ -49,7 +61,9 @@ def new_data_spelling(data: Mapping[str, Any]) -> dict[str, Any] | None:
         class_path = OLD_DATASETS.get(dataset, dataset)
     else:
         class_path = (dataset or {}).get("class_path", "rspose.datasets.COCO")
-    init_args = {OLD_DATASET_KEYS[k]: data[k] for k in data if k in OLD_DATASET_KEYS}
+    accepted = _arguments(class_path)
+    init_args = {OLD_DATASET_KEYS[k]: data[k] for k in data
+                 if k in OLD_DATASET_KEYS and (accepted is None or OLD_DATASET_KEYS[k] in accepted)}
     new: dict[str, Any] = {"dataset": {"class_path": class_path, "init_args": init_args}}
     augment = {k: data[k] for k in data if k in OLD_AUGMENT_KEYS}
     if augment:
@@ -69,9 +83,13 @@ def check_data_spelling(data: Mapping[str, Any], where: str) -> None:
         return
     old = [f"dataset: {data['dataset']!r}"] if _old_name(data.get("dataset")) else []
     old += [k for k in data if k in OLD_DATASET_KEYS or k in OLD_AUGMENT_KEYS]
+    dataset = new["dataset"]
+    dropped = [k for k in data if k in OLD_DATASET_KEYS and OLD_DATASET_KEYS[k] not in dataset["init_args"]]
+    what = "an argument" if len(dropped) == 1 else "arguments"
+    note = f" ({', '.join(dropped)}: not {what} of {dataset['class_path']}, left out)" if dropped else ""
     raise UserError(
         f"{where}: data uses the old spelling ({', '.join(old)}); a dataset is now an object and the augmentation "
-        f"one block: write data: {_flow(new)} (the other data keys stay; docs/data.md)"
+        f"one block: write data: {_flow(new)}{note} (the other data keys stay; docs/data.md)"
     )
 
 
