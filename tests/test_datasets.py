@@ -123,3 +123,19 @@ def test_no_file_outside_rspose_datasets_compares_a_dataset_name():
              for path in sorted((ROOT / "rspose").rglob("*.py")) if "datasets" not in path.parts
              for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, found
+
+
+def test_mpii_refuses_eval_diagnostics_with_a_user_error():
+    from types import SimpleNamespace
+
+    from rspose.datasets import MPII
+
+    with pytest.raises(UserError, match=r"model.eval_diagnostics: true needs a COCO-style dataset"):
+        MPII().metric(None, "val", SimpleNamespace(eval_diagnostics=True))
+
+
+def test_a_dataset_class_path_that_is_no_dataset_is_a_user_error():
+    from rspose.datasets import dataset_class
+
+    with pytest.raises(UserError, match=r"data.dataset: 'rspose.losses.RankingLoss' is not a subclass"):
+        dataset_class("rspose.losses.RankingLoss")

@@ -15,6 +15,7 @@ from rspose.datasets.coco_format import COCOFormat
 from rspose.datasets.crowdpose import CrowdPose
 from rspose.datasets.mpii import MPII
 from rspose.datasets.synthetic import Synthetic
+from rspose.errors import UserError
 
 __all__ = ["COCO", "MPII", "COCOFormat", "CrowdPose", "PoseDataset", "Synthetic", "dataset_class"]
 
@@ -24,5 +25,5 @@ def dataset_class(class_path: str) -> type[PoseDataset]:
     module, _, name = class_path.rpartition(".")
     cls = getattr(importlib.import_module(module), name, None) if module else None
     if not (isinstance(cls, type) and issubclass(cls, PoseDataset)):
-        raise ValueError(f"data.dataset: {class_path!r} is not a subclass of rspose.datasets.PoseDataset")
+        raise UserError(f"data.dataset: {class_path!r} is not a subclass of rspose.datasets.PoseDataset")
     return cls

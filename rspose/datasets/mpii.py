@@ -10,6 +10,7 @@ import numpy as np
 from rspose.data import specs
 from rspose.data.readers import InstanceList, load_head_boxes, read_mpii
 from rspose.datasets.base import KEY, PoseDataset, Split
+from rspose.errors import UserError
 from rspose.json_file import load_json
 from rspose.metrics import PCKhAccuracy
 
@@ -87,5 +88,6 @@ class MPII(PoseDataset):
     def metric(self, ground_truth: str | dict, stage: str, options: Any) -> PCKhAccuracy:
         """PCKh (head sizes from the batches' head boxes)."""
         if getattr(options, "eval_diagnostics", False):
-            raise ValueError("model.eval_diagnostics=true needs a COCO-style dataset (OKS AP); MPII is evaluated by PCKh")
+            raise UserError("model.eval_diagnostics: true needs a COCO-style dataset (OKS AP); MPII is evaluated by "
+                            "PCKh: set it to false")
         return PCKhAccuracy()
