@@ -256,42 +256,30 @@ def last_value(args: Sequence[str], key: str) -> str | None:
     return value
 
 
-def dataset_config(data: dict[str, Any], args: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """The class path and init_args of ``data.dataset`` of a config's data section, with the
-    ``--data.dataset.class_path`` / ``--data.dataset.init_args.KEY`` (or ``--data.dataset.KEY``) of ``args``."""
-    dataset = data.get("dataset") or {}
-    class_path = last_value(args, "--data.dataset.class_path") or dataset.get("class_path", "")
-    init_args = dict(dataset.get("init_args") or {})
-    for arg in args:
-        for prefix in ("--data.dataset.init_args.", "--data.dataset."):
-            key = arg.partition("=")[0][len(prefix):]
-            if arg.startswith(prefix) and key and "." not in key and key != "class_path":
-                init_args[key] = yaml.safe_load(last_value(args, prefix + key) or "null")
-                break
-    return class_path, init_args
+def resolved_data(config: str | Path, args: Sequence[str]) -> Any:
+    """The ``data`` section of ``config`` with ``args`` applied, resolved as ``rspose fit`` resolves it (base files,
+    dotted keys, the old-spelling check): a jsonargparse Namespace (``.dataset.class_path``, ``.dataset.init_args``,
+    ``.codec.class_path``, ...). Raises :class:`rspose.errors.UserError` naming what is wrong."""
+    from rspose.builder import parse_config
+
+    return parse_config(config, [str(a) for a in args]).data
 
 
 def check_decoder_variant(variant: Variant, extra: Sequence[str], tuning: TuningSplit) -> None:
     """The decoder rule needs a synthetic dataset and an MSRAHeatmap codec, and a tuning seed unlike the data's."""
     try:
-        config = yaml.safe_load(Path(variant.config).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise UserError(
-            f"--decoders: variant {variant.name!r}: cannot read its config {variant.config} ({error})"
-        ) from None
-    data = config.get("data", {}) if isinstance(config, dict) else {}
-    args = [*variant.args, *extra]
-    codec = last_value(args, "--data.codec.class_path") or (data.get("codec") or {}).get("class_path", "")
+        data = resolved_data(variant.config, [*variant.args, *extra])
+    except UserError as error:
+        raise UserError(f"--decoders: variant {variant.name!r}: {error}") from None
+    codec = data.codec.class_path if data.codec is not None else ""
     if not str(codec).endswith("MSRAHeatmap"):
         raise UserError(
             f"--decoders: variant {variant.name!r} uses the codec {codec or 'none'!r}; the decoder rule chooses "
             "among the decoding settings of rspose.codecs.MSRAHeatmap (leave this variant out with --only)"
         )
     from rspose.datasets import Synthetic, dataset_class
-    from rspose.datasets.legacy import check_data_spelling
 
-    check_data_spelling(data, variant.config)
-    class_path, init_args = dataset_config(data, args)
+    class_path, init_args = data.dataset.class_path, data.dataset.init_args
     if not issubclass(dataset_class(class_path), Synthetic):
         raise UserError(
             f"--decoders: variant {variant.name!r} has data.dataset {class_path!r}; the tuning split is drawn from "
@@ -528,22 +516,16 @@ def write_plots(out: Path, runs: list[dict[str, Any]]) -> list[Path]:
 def val_annotation_file(run: dict[str, Any]) -> Path | None:
     """The validation annotation file of a run on COCO keypoints (its dataset's spec is COCO's), from its config
     and arguments; None for other keypoints or a config that cannot be read."""
-    try:
-        config = yaml.safe_load(Path(run["config"]).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    data = config.get("data", {}) if isinstance(config, dict) else {}
-    args = [str(a) for a in run.get("args", [])]
     from rspose.data.specs import COCO
     from rspose.datasets import dataset_class
 
     try:
-        class_path, init_args = dataset_config(data, args)
-        dataset = dataset_class(class_path)(**init_args)
+        dataset = resolved_data(run["config"], run.get("args", [])).dataset
+        dataset = dataset_class(dataset.class_path)(**dataset.init_args.as_dict())
         if dataset.spec != COCO:
             return None
         return dataset.paths["val_ann"]
-    except (ValueError, TypeError, OSError, AttributeError):
+    except (UserError, ValueError, TypeError, OSError, AttributeError):
         return None
 
 
