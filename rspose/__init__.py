@@ -9,7 +9,8 @@ The public API (docs/api.md), imported on first use so that ``import rspose`` st
   or a dict), without LightningCLI.
 
 The parts are imported from their packages: ``rspose.models`` (backbones, heads), ``rspose.codecs``,
-``rspose.losses``, ``rspose.metrics``, ``rspose.data`` (readers, specs, transforms), ``rspose.viz``.
+``rspose.losses``, ``rspose.datasets`` (one class per dataset), ``rspose.metrics``, ``rspose.data`` (readers, specs,
+transforms), ``rspose.viz``.
 """
 
 from __future__ import annotations

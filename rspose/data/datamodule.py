@@ -15,7 +15,6 @@ always an error, and so is a split left with no instance.
 from __future__ import annotations
 
 import warnings
-from typing import Literal
 
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, default_collate
@@ -27,9 +26,8 @@ from rspose.data.readers.image_check import check_images, default_cache_dir
 from rspose.data.specs import DatasetSpec
 from rspose.data.transforms import TopDownAugment
 from rspose.datasets import PoseDataset
+from rspose.datasets.base import Split
 from rspose.errors import UserError, check_range
-
-Split = Literal["train", "val", "test"]
 
 #: the default augmentation (mmpose 1.x; its values are written once, in :class:`TopDownAugment`).
 MMPOSE_AUGMENT = TopDownAugment()
