@@ -16,7 +16,9 @@ configs/compare/study.yaml)::
       args: [--trainer.max_epochs, "24"]
 
 Written to ``--out``: ``results.json`` (``{"settings": ..., "runs": [{"name", "loss", "seed", "config", "args",
-"metrics"}, ...]}``; rows of earlier invocations are kept, a re-run of the same name and seed replaces its row),
+"metrics"}, ...]}``; rows of earlier invocations are kept, a re-run of the same name and seed replaces its row; each
+row's ``args`` are the ones it ran with, ``settings["seeds"]`` the seeds of all rows and ``settings["this_call"]``
+the last invocation's ``--seeds`` and extra arguments),
 ``results.md`` (mean +- std over seeds per variant and the paired difference to its baseline), per-run folders
 ``NAME/seedS/`` (checkpoints, per-instance tables) and PNG plots of the first seed of each variant.
 
@@ -594,6 +596,7 @@ def write_results(out: Path, runs: list[dict[str, Any]], variants: list[Variant]
     decoders = decoder_markdown(decoder_summary(runs))
     if decoders:
         table = f"{table}\n\n{decoders}"
+    settings = {"seeds": sorted({int(r["seed"]) for r in runs}), **settings}  # rows of earlier calls included
     (out / "results.json").write_text(json.dumps({"settings": settings, "runs": runs}, indent=2))
     (out / "results.md").write_text(f"{table}\n\nSettings: {json.dumps(settings)}\n")
     return table
@@ -651,7 +654,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = read_results(out / "results.json")
     done = {(r["name"], int(r["seed"])) for r in runs}
     todo = [(v, s) for v in selected for s in args.seeds if not (args.skip_done and (v.name, s) in done)]
-    settings: dict[str, Any] = {"seeds": args.seeds, "extra": extra, "variants": args.variants or args.pairs}
+    settings: dict[str, Any] = {"this_call": {"seeds": args.seeds, "extra": extra},
+                                "variants": args.variants or args.pairs}
     if args.decoders:
         settings["decoder_rule"] = {"decoders": args.decoders, "tuning_seed": tuning.seed,
                                     "tuning_images": tuning.images, "choose_by": "tuning AP"}

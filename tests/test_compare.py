@@ -89,6 +89,17 @@ def test_summary_statistics_match_hand_computed_values():
     assert f"| rs | 4 | - | 0.700 +- {spread:.3f} |" in table and "| rs | mse | 3 | -0.077 +- 0.040 |" in table
 
 
+def test_results_settings_name_the_seeds_of_every_row_not_only_the_last_call(tmp_path):
+    from rspose.compare import write_results
+
+    runs = [{"name": "mse", "seed": seed, "metrics": {"AP": 0.7}} for seed in (2, 0, 1)]
+    variants = [Variant("mse", "c.yaml", {"class_path": "x.A"})]
+    write_results(tmp_path, runs, variants, {"this_call": {"seeds": [2], "extra": []}, "variants": "v.yaml"})
+    settings = json.loads((tmp_path / "results.json").read_text())["settings"]
+    assert settings["seeds"] == [0, 1, 2] and settings["this_call"]["seeds"] == [2]
+    assert '"seeds": [0, 1, 2]' in (tmp_path / "results.md").read_text()
+
+
 def test_bad_variants_files_name_the_problem(tmp_path):
     path = tmp_path / "v.yaml"
     path.write_text("- {name: a, config: c.yaml, loss: {class_path: x.A}, baseline: nope}\n")
