@@ -247,17 +247,6 @@ class TuningSplit:
         ensure_synthetic_coco(self.root, 0, self.images, self.seed)
 
 
-def last_value(args: Sequence[str], key: str) -> str | None:
-    """The value of the last ``key VALUE`` or ``key=VALUE`` in a LightningCLI argument list (None if absent)."""
-    value = None
-    for i, arg in enumerate(args):
-        if arg == key and i + 1 < len(args):
-            value = args[i + 1]
-        elif arg.startswith(key + "="):
-            value = arg[len(key) + 1:]
-    return value
-
-
 def resolved_data(config: str | Path, args: Sequence[str]) -> Any:
     """The ``data`` section of ``config`` with ``args`` applied, resolved as ``rspose fit`` resolves it (base files,
     dotted keys, the old-spelling check): a jsonargparse Namespace (``.dataset.class_path``, ``.dataset.init_args``,

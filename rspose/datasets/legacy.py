@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import yaml
 
 from rspose.data.transforms import TopDownAugment
+from rspose.datasets import dataset_class
 from rspose.errors import UserError
 
 #: the old ``data.dataset`` strings -> the classes that replace them.
@@ -42,11 +42,10 @@ def _old_name(dataset: Any) -> bool:
 
 
 def _arguments(class_path: str) -> set[str] | None:
-    """The constructor arguments of the dataset class ``class_path``; None when it cannot be imported."""
-    module, _, name = class_path.rpartition(".")
+    """The constructor arguments of the dataset class ``class_path``; None when it is no importable dataset class."""
     try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
+        cls = dataset_class(class_path)
+    except (ImportError, UserError):
         return None
     return set(inspect.signature(cls).parameters)
 
